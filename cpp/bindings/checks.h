@@ -1,0 +1,65 @@
+// Argument checks shared by the binding files. Every failure raises ValueError / TypeError whose
+// message names the op, the argument, its shape/dtype and what was expected; bindings never
+// copy a wrongly laid-out array behind the caller's back.
+#pragma once
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <string>
+#include <vector>
+
+namespace deepcalc::bind {
+namespace py = pybind11;
+
+inline std::string shape_str(const py::array& a) {
+  std::string s = "(";
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));
+  if (a.ndim() == 1) s += ",";
+  return s + ")";
+}
+
+inline std::string dtype_str(const py::array& a) { return py::str(a.dtype()).cast<std::string>(); }
+
+inline bool is_f32(const py::array& a) { return a.dtype().is(py::dtype::of<float>()); }
+inline bool is_f64(const py::array& a) { return a.dtype().is(py::dtype::of<double>()); }
+
+inline void require_float(const char* op, const char* arg, const py::array& a) {
+  if (!is_f32(a) && !is_f64(a))
+    throw py::type_error(std::string(op) + ": " + arg + " must be float32 or float64, got " +
+                         dtype_str(a) + " with shape " + shape_str(a));
+}
+
+inline void require_same_dtype(const char* op, const char* arg, const py::array& a,
+                               const char* ref_arg, const py::array& ref) {
+  if (!a.dtype().is(ref.dtype()))
+    throw py::type_error(std::string(op) + ": " + arg + " is " + dtype_str(a) + " but " + ref_arg +
+                         " is " + dtype_str(ref) + "; deepcalc never mixes float32 and float64");
+}
+
+inline void require_contiguous(const char* op, const char* arg, const py::array& a) {
+  if (!(a.flags() & py::array::c_style))
+    throw py::value_error(std::string(op) + ": " + arg + " with shape " + shape_str(a) +
+                          " must be C-contiguous");
+}
+
+inline void require_writeable(const char* op, const char* arg, const py::array& a) {
+  if (!a.writeable())
+    throw py::value_error(std::string(op) + ": " + arg + " with shape " + shape_str(a) +
+                          " must be writeable");
+}
+
+inline void require_same_shape(const char* op, const char* arg, const py::array& a,
+                               const char* ref_arg, const py::array& ref) {
+  bool same = a.ndim() == ref.ndim();
+  for (py::ssize_t i = 0; same && i < a.ndim(); ++i) same = a.shape(i) == ref.shape(i);
+  if (!same)
+    throw py::value_error(std::string(op) + ": " + arg + " has shape " + shape_str(a) +
+                          ", expected the shape of " + ref_arg + " " + shape_str(ref));
+}
+
+inline py::array empty_like(const py::array& a) {
+  std::vector<py::ssize_t> shape(a.shape(), a.shape() + a.ndim());
+  return py::array(a.dtype(), shape);
+}
+
+}  // namespace deepcalc::bind
