@@ -1,0 +1,170 @@
+"""Reverse mode: walk the recorded graph from the outputs back, calling each node's VJP rule.
+
+With ``create_graph=True`` the rules run with grad mode on, so the gradients are themselves
+recorded and can be differentiated again, to any order.  Forward-mode tangents flow through the
+rules whatever ``create_graph`` says (that is how ``jvp(grad(f))`` works).
+"""
+from __future__ import annotations
+
+from .graph import STATE, AccumulateGrad, Node, Tensor, node_of, wrap
+import numpy as np
+
+
+def _topo_order(roots):
+    """Nodes reachable from ``roots``, each before every node it depends on."""
+    order, seen = [], set()
+    for root in roots:
+        if id(root) in seen:
+            continue
+        seen.add(id(root))
+        stack = [(root, iter(root.next))]
+        while stack:
+            node, it = stack[-1]
+            for nxt in it:
+                if nxt is not None and id(nxt) not in seen:
+                    seen.add(id(nxt))
+                    stack.append((nxt, iter(nxt.next)))
+                    break
+            else:
+                stack.pop()
+                order.append(node)
+    order.reverse()
+    return order
+
+
+def _accumulate(grads, node, g):
+    prev = grads.get(node)
+    grads[node] = g if prev is None else prev + g
+
+
+def run_backward(outputs, grad_outputs, inputs=None, retain_graph=False, create_graph=False,
+                 allow_unused=True):
+    """Propagate ``grad_outputs`` from ``outputs`` to the graph's leaves (``inputs is None``:
+    accumulate into ``.grad``) or to ``inputs`` (return their gradients, touch no ``.grad``)."""
+    roots, grads = [], {}
+    for out, g in zip(outputs, grad_outputs):
+        if not out.requires_grad:
+            continue
+        node = node_of(out)
+        roots.append(node)
+        _accumulate(grads, node, g)
+
+    targets = None
+    if inputs is not None:
+        targets = {}
+        for i, t in enumerate(inputs):
+            if t.requires_grad:
+                targets.setdefault(node_of(t), []).append(i)
+    order = _topo_order(roots)
+    if targets is not None:
+        # Only nodes with a path to some target need their rule run.
+        useful = set()
+        for node in reversed(order):
+            if node in targets or any(n is not None and n in useful for n in node.next):
+                useful.add(node)
+        order = [n for n in order if n in useful]
+
+    results = [None] * (len(inputs) if inputs is not None else 0)
+    prev_mode = STATE.grad_enabled
+    STATE.grad_enabled = create_graph
+    try:
+        for node in order:
+            g = grads.pop(node, None)
+            if g is None:
+                continue
+            if node.retained is not None:
+                t = node.retained()
+                if t is not None:
+                    t.grad = g if t.grad is None else t.grad + g
+            if targets is not None and node in targets:
+                for i in targets[node]:
+                    results[i] = g
+                if isinstance(node, AccumulateGrad):
+                    continue
+            if isinstance(node, AccumulateGrad):
+                if targets is None:
+                    leaf = node.leaf()
+                    if leaf is not None:
+                        leaf.grad = g if leaf.grad is None else leaf.grad + g
+                continue
+            _call_vjp(node, g, grads, retain_graph)
+    finally:
+        STATE.grad_enabled = prev_mode
+    if inputs is not None and not allow_unused:
+        for i, r in enumerate(results):
+            if r is None:
+                raise RuntimeError(f"grad: input {i} (shape {inputs[i].shape}) was not used to "
+                                   "compute the outputs; pass allow_unused=True to get None")
+    return results
+
+
+def _call_vjp(node: Node, g, grads, retain_graph):
+    if node.inputs is None:
+        from .graph import _RELEASED_MSG
+        raise RuntimeError(_RELEASED_MSG.format(node.prim.name))
+    in_grads = node.prim.vjp(node, g)
+    for inp, nxt, gi in zip(node.inputs, node.next, in_grads):
+        if nxt is None or gi is None:
+            continue
+        if gi.data.shape != inp.data.shape:
+            raise RuntimeError(f"{node.prim.name}: VJP rule returned a gradient of shape "
+                               f"{gi.data.shape} for an input of shape {inp.data.shape}")
+        _accumulate(grads, nxt, gi)
+    if not retain_graph:
+        node.release()
+
+
+def backward(tensor: Tensor, grad=None, retain_graph=False, create_graph=False, inputs=None):
+    if not tensor.requires_grad:
+        raise RuntimeError("backward: this tensor does not require grad and has no grad_fn; "
+                           "did you forget requires_grad=True, or compute it under no_grad()?")
+    if grad is None:
+        if tensor.data.size != 1:
+            raise RuntimeError(f"backward: grad can be created implicitly only for a single-element "
+                               f"output; this output has shape {tensor.shape}; pass grad=")
+        grad = wrap(np.ones_like(tensor.data))
+    else:
+        grad = _as_grad(grad, tensor, "backward")
+    if inputs is not None:
+        inputs = list(inputs)
+        results = run_backward([tensor], [grad], inputs, retain_graph, create_graph)
+        for t, g in zip(inputs, results):
+            if g is not None:
+                t.grad = g if t.grad is None else t.grad + g
+        return
+    run_backward([tensor], [grad], None, retain_graph, create_graph)
+
+
+def _as_grad(g, like: Tensor, op: str) -> Tensor:
+    if not isinstance(g, Tensor):
+        g = wrap(np.asarray(g))
+    if g.data.shape != like.data.shape:
+        raise ValueError(f"{op}: grad has shape {g.shape} but the output has shape {like.shape}")
+    if g.data.dtype != like.data.dtype:
+        raise TypeError(f"{op}: grad is {g.dtype} but the output is {like.dtype}")
+    return g
+
+
+def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
+         allow_unused=True):
+    """Gradients of ``outputs`` with respect to ``inputs`` (like ``torch.autograd.grad``); returns
+    a list with None for inputs the outputs do not depend on (unless ``allow_unused=False``)."""
+    single_out = isinstance(outputs, Tensor)
+    outputs = [outputs] if single_out else list(outputs)
+    single_in = isinstance(inputs, Tensor)
+    inputs = [inputs] if single_in else list(inputs)
+    if grad_outputs is None:
+        grad_outputs = [None] * len(outputs)
+    elif isinstance(grad_outputs, Tensor) or not isinstance(grad_outputs, (list, tuple)):
+        grad_outputs = [grad_outputs]
+    gs = []
+    for o, g in zip(outputs, grad_outputs):
+        if g is None:
+            if o.data.size != 1:
+                raise RuntimeError(f"grad: grad_outputs must be given for an output of shape "
+                                   f"{o.shape} (only single-element outputs get an implicit one)")
+            g = wrap(np.ones_like(o.data))
+        gs.append(_as_grad(g, o, "grad"))
+    if retain_graph is None:
+        retain_graph = create_graph
+    return run_backward(outputs, gs, inputs, retain_graph, create_graph, allow_unused)

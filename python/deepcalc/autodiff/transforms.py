@@ -1,0 +1,351 @@
+"""Function transforms: grad, value_and_grad, vjp, jvp, jacrev, jacfwd, hessian, hvp,
+jacobian_logdet.  They take a function of Tensors (or nested tuples/lists/dicts of Tensors)
+and compose freely: ``jvp(grad(f))``, ``grad(jvp)``, ``jacfwd(jacrev(f))``, ``grad(grad(f))``.
+
+How nesting stays correct:
+* reverse mode: each ``grad``/``vjp`` differentiates with respect to fresh aliases of its
+  inputs, so only paths through those aliases count; it builds a differentiable gradient
+  (``create_graph``) exactly when an enclosing reverse transform is watching the inputs;
+* forward mode: each ``jvp`` opens a new level; tangents live in per-level slots and the JVP
+  rules of level L only see tangents of enclosing levels (see ``graph.apply``).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import engine
+from .graph import STATE, Tensor, apply, enable_grad, node_of, wrap
+from .pytree import flatten
+
+
+def _check_tensor(op, x, what="argument"):
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{op}: every differentiated {what} must be a deepcalc Tensor, got "
+                        f"{type(x).__name__}")
+    if x.data.dtype.kind != "f":
+        raise TypeError(f"{op}: can only differentiate float tensors, got {x.dtype}")
+
+
+def _watch(x: Tensor) -> Tensor:
+    """An alias of ``x`` that requires grad: connected to ``x`` when ``x`` is itself being
+    differentiated by an enclosing transform, a fresh leaf otherwise.  Forward-mode tangents of
+    ``x`` carry over."""
+    if x.requires_grad and STATE.grad_enabled:
+        return apply(_alias(), (x,), {"shape": x.shape})
+    y = wrap(x.data)
+    y.requires_grad = True
+    y._fw = dict(x._fw) if x._fw else None
+    return y
+
+
+_ALIAS = []
+
+
+def _alias():
+    """The identity primitive used for aliases (a reshape to the same shape, named 'alias')."""
+    if not _ALIAS:
+        from ..ops.shape import Reshape
+
+        class Alias(Reshape):
+            name = "alias"
+        _ALIAS.append(Alias())
+    return _ALIAS[0]
+
+
+def _argnums_tuple(argnums, nargs, op):
+    nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+    for a in nums:
+        if not -nargs <= a < nargs:
+            raise ValueError(f"{op}: argnums {argnums} out of range for {nargs} positional arguments")
+    return nums
+
+
+def _prepare(op, args, argnums):
+    """Replace the differentiated arguments by watched aliases; return (args, leaves, rebuilds)."""
+    args = list(args)
+    watched, structs = [], []
+    nums = _argnums_tuple(argnums, len(args), op)
+    for a in nums:
+        leaves, rebuild = flatten(args[a])
+        for x in leaves:
+            _check_tensor(op, x)
+        ws = [_watch(x) for x in leaves]
+        args[a] = rebuild(ws)
+        watched.append(ws)
+        structs.append(rebuild)
+    return args, watched, structs, nums
+
+
+def _outer_watching(watched) -> bool:
+    """Whether an enclosing reverse transform needs our gradients to be differentiable."""
+    return any(w.grad_fn is not None for ws in watched for w in ws)
+
+
+def _zeros_like(x: Tensor) -> Tensor:
+    return wrap(np.zeros_like(x.data))
+
+
+def _strip_reverse(t: Tensor, keep: bool) -> Tensor:
+    """The value handed back to the caller: detached from our private aliases unless an
+    enclosing reverse transform still needs the history.  Tangents are kept."""
+    if keep or not isinstance(t, Tensor) or not t.requires_grad:
+        return t
+    v = wrap(t.data)
+    v._fw = t._fw
+    return v
+
+
+def value_and_grad(f, argnums=0, has_aux=False):
+    """``x -> (f(x), df/dx)`` for a scalar-valued ``f``; ``argnums`` may be a tuple; arguments
+    may be Tensors or nested tuples/lists/dicts of Tensors (gradients have the same structure)."""
+    def wrapper(*args):
+        args2, watched, structs, nums = _prepare("grad", args, argnums)
+        with enable_grad():
+            result = f(*args2)
+        out, aux = (result if has_aux else (result, None))
+        if not isinstance(out, Tensor) or out.data.size != 1:
+            shape = getattr(out, "shape", type(out).__name__)
+            raise ValueError(f"grad: f must return a single-element Tensor, got {shape}; use "
+                             "jacrev / vjp for non-scalar outputs")
+        keep = _outer_watching(watched)
+        flat = [w for ws in watched for w in ws]
+        if out.requires_grad:
+            gs = engine.grad(out, flat, create_graph=keep, retain_graph=keep)
+        else:
+            gs = [None] * len(flat)
+        gs = [g if g is not None else _zeros_like(w) for g, w in zip(gs, flat)]
+        grads, i = [], 0
+        for ws, rebuild in zip(watched, structs):
+            grads.append(rebuild(gs[i:i + len(ws)]))
+            i += len(ws)
+        g_out = grads[0] if isinstance(argnums, int) else tuple(grads)
+        value = _strip_reverse(out, keep)
+        return ((value, aux), g_out) if has_aux else (value, g_out)
+    return wrapper
+
+
+def grad(f, argnums=0, has_aux=False):
+    """``x -> df/dx`` for a scalar-valued ``f`` (see ``value_and_grad``)."""
+    vg = value_and_grad(f, argnums, has_aux)
+
+    def wrapper(*args):
+        (value_aux, g) = vg(*args)
+        return (g, value_aux[1]) if has_aux else g
+    return wrapper
+
+
+def vjp(f, *primals):
+    """``(f(*primals), vjp_fn)`` where ``vjp_fn(cotangent)`` returns one gradient per primal.
+    ``f`` may return a Tensor or a nested structure of Tensors (cotangents match it)."""
+    args, watched, structs, _ = _prepare("vjp", primals, tuple(range(len(primals))))
+    with enable_grad():
+        out = f(*args)
+    outs, _ = flatten(out)
+    for o in outs:
+        _check_tensor("vjp", o, "output")
+    keep = _outer_watching(watched)
+    flat = [w for ws in watched for w in ws]
+
+    def vjp_fn(cotangents):
+        cts, _ = flatten(cotangents)
+        if len(cts) != len(outs):
+            raise ValueError(f"vjp: got {len(cts)} cotangents for {len(outs)} outputs")
+        pairs = []
+        for o, c in zip(outs, cts):
+            c = c if isinstance(c, Tensor) else wrap(np.asarray(c, dtype=o.dtype))
+            if c.shape != o.shape or c.dtype != o.dtype:
+                raise ValueError(f"vjp: cotangent {c.dtype}{c.shape} does not match output "
+                                 f"{o.dtype}{o.shape}")
+            if o.requires_grad:
+                pairs.append((o, c))
+        create = keep or any(c.requires_grad for _, c in pairs)
+        gs = engine.grad([o for o, _ in pairs], flat, [c for _, c in pairs], retain_graph=True,
+                         create_graph=create) if pairs else [None] * len(flat)
+        gs = [g if g is not None else _zeros_like(w) for g, w in zip(gs, flat)]
+        res, i = [], 0
+        for ws, rebuild in zip(watched, structs):
+            res.append(rebuild(gs[i:i + len(ws)]))
+            i += len(ws)
+        return tuple(res)
+
+    _, rebuild_out = flatten(out)
+    return rebuild_out([_strip_reverse(o, keep) for o in outs]), vjp_fn
+
+
+def jvp(f, primals, tangents):
+    """Forward accumulation: ``(f(*primals), J(primals) @ tangents)``.
+
+    Opens a new forward-mode level; every primitive's JVP rule pushes the tangents through,
+    so the cost is about one extra evaluation of ``f``, whatever the number of outputs."""
+    primals, tangents = tuple(primals), tuple(tangents)
+    if len(primals) != len(tangents):
+        raise ValueError(f"jvp: {len(primals)} primals but {len(tangents)} tangents")
+    level = STATE.next_level
+    STATE.next_level += 1
+    STATE.fw_levels.append(level)
+    try:
+        duals = []
+        for p, t in zip(primals, tangents):
+            ps, rebuild = flatten(p)
+            ts, _ = flatten(t)
+            if len(ps) != len(ts):
+                raise ValueError("jvp: primals and tangents have different structures")
+            duals.append(rebuild([_dual(x, tx, level) for x, tx in zip(ps, ts)]))
+        out = f(*duals)
+        outs, rebuild_out = flatten(out)
+        prim_out, tan_out = [], []
+        for o in outs:
+            _check_tensor("jvp", o, "output")
+            fw = o._fw or {}
+            tan_out.append(fw[level] if level in fw else _zeros_like(o))
+            prim_out.append(_drop_level(o, level))
+        return rebuild_out(prim_out), rebuild_out(tan_out)
+    finally:
+        STATE.fw_levels.remove(level)
+
+
+def _dual(x, t, level) -> Tensor:
+    _check_tensor("jvp", x, "primal")
+    if not isinstance(t, Tensor):
+        t = wrap(np.asarray(t, dtype=x.dtype))
+    if t.shape != x.shape or t.dtype != x.dtype:
+        raise ValueError(f"jvp: tangent {t.dtype}{t.shape} does not match primal {x.dtype}{x.shape}")
+    d = wrap(x.data)
+    if x.requires_grad:
+        d.requires_grad = True
+        d._node = node_of(x)
+    d._fw = dict(x._fw) if x._fw else {}
+    d._fw[level] = t
+    return d
+
+
+def _drop_level(o: Tensor, level) -> Tensor:
+    if not o._fw or level not in o._fw:
+        return o
+    v = wrap(o.data)
+    v.requires_grad = o.requires_grad
+    if o.requires_grad:
+        v._node = node_of(o)
+    rest = {k: t for k, t in o._fw.items() if k != level}
+    v._fw = rest or None
+    return v
+
+
+def _basis(shape, dtype, i):
+    e = np.zeros(int(np.prod(shape)), dtype=dtype)
+    e[i] = 1
+    return wrap(e.reshape(shape))
+
+
+def _check_chunk(chunk_size):
+    if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
+        raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
+
+
+def jacrev(f, argnums=0, chunk_size=None, has_aux=False):
+    """Jacobian by reverse mode: one forward pass, one VJP per output element.  The result has
+    shape ``out.shape + in.shape`` (a tuple of them for a tuple ``argnums``).
+
+    ``chunk_size`` rows are assembled at a time; deepcalc evaluates the VJPs one basis vector
+    at a time (no vmap), so peak memory is that of one VJP plus the Jacobian itself."""
+    _check_chunk(chunk_size)
+    from ..ops.shape import reshape, stack
+
+    def wrapper(*args):
+        nums = _argnums_tuple(argnums, len(args), "jacrev")
+        def g(*xs):
+            full = list(args)
+            for a, x in zip(nums, xs):
+                full[a] = x
+            return f(*full)
+        result, vjp_fn = vjp(g, *[args[a] for a in nums])
+        out, aux = result if has_aux else (result, None)
+        if has_aux:
+            vjp_fn0 = vjp_fn
+            vjp_fn = lambda c: vjp_fn0((c, _zeros_aux(aux)))
+        _check_tensor("jacrev", out, "output")
+        n_out = out.size
+        rows = [[] for _ in nums]
+        for i in range(n_out):
+            gs = vjp_fn(_basis(out.shape, out.dtype, i))
+            for k, gk in enumerate(gs):
+                rows[k].append(gk)
+        jacs = []
+        for k, a in enumerate(nums):
+            x = args[a]
+            if n_out == 0:
+                jacs.append(wrap(np.zeros(out.shape + x.shape, dtype=x.dtype)))
+            else:
+                jacs.append(reshape(stack(rows[k]), out.shape + x.shape))
+        res = jacs[0] if isinstance(argnums, int) else tuple(jacs)
+        return (res, aux) if has_aux else res
+    return wrapper
+
+
+def _zeros_aux(aux):
+    leaves, rebuild = flatten(aux)
+    return rebuild([_zeros_like(a) if isinstance(a, Tensor) else a for a in leaves])
+
+
+def jacfwd(f, argnums=0, chunk_size=None):
+    """Jacobian by forward mode: one JVP per input element (shape ``out.shape + in.shape``)."""
+    _check_chunk(chunk_size)
+    from ..ops.shape import reshape, stack
+
+    def wrapper(*args):
+        nums = _argnums_tuple(argnums, len(args), "jacfwd")
+        jacs = []
+        for a in nums:
+            x = args[a]
+            _check_tensor("jacfwd", x)
+
+            def g(xa):
+                full = list(args)
+                full[a] = xa
+                return f(*full)
+            cols = []
+            out = None
+            for j in range(x.size):
+                out, t = jvp(g, (x,), (_basis(x.shape, x.dtype, j),))
+                cols.append(t)
+            if out is None:
+                out = g(x)
+            _check_tensor("jacfwd", out, "output")
+            if not cols:
+                jacs.append(wrap(np.zeros(out.shape + x.shape, dtype=x.dtype)))
+            else:
+                jacs.append(reshape(stack(cols, axis=-1), out.shape + x.shape))
+        return jacs[0] if isinstance(argnums, int) else tuple(jacs)
+    return wrapper
+
+
+def hessian(f, argnums=0):
+    """Hessian of a scalar function as forward-over-reverse: ``jacfwd(jacrev(f))``."""
+    return jacfwd(jacrev(f, argnums), argnums)
+
+
+def hvp(f, primals, tangents):
+    """Hessian-vector product by forward-over-reverse: ``(f(x), H(x) v)`` without forming H."""
+    primals, tangents = tuple(primals), tuple(tangents)
+    argnums = tuple(range(len(primals)))
+    vg = value_and_grad(f, argnums)
+
+    def g(*xs):
+        value, grads = vg(*xs)
+        return grads, value
+    (grads, value), (h, _) = jvp(g, primals, tangents)
+    return value, (h[0] if len(primals) == 1 else h)
+
+
+def jacobian_logdet(f, x):
+    """``(sign, log|det J|)`` of the square Jacobian of ``f`` at ``x`` (``f(x).size == x.size``):
+    how much ``f`` expands volume near ``x``.  ``log|det J|`` is differentiable."""
+    from ..ops.linalg import slogdet
+    from ..ops.shape import reshape
+    _check_tensor("jacobian_logdet", x)
+    J = jacrev(f)(x)
+    n = x.size
+    if J.size != n * n:
+        raise ValueError(f"jacobian_logdet: f maps {x.size} inputs (shape {x.shape}) to "
+                         f"{J.size // max(n, 1)} outputs; the Jacobian must be square")
+    return slogdet(reshape(J, (n, n)))

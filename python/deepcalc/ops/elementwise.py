@@ -1,0 +1,439 @@
+"""Element-wise primitives (NumPy forward; broadcasting binary ops reduce their gradients back
+to each input's shape with ``sum_to``).  Derivative factors that are piecewise constant
+(relu's mask, abs's sign, clip's window) are constants; every other factor is built from
+differentiable ops so that any-order derivatives are exact."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import _core
+from ..autodiff.graph import Primitive, Tensor, apply, wrap
+from ._convert import as_tensor, binary_operands, broadcast_shapes, check_float
+from .shape import sum_to
+
+
+def _const(arr) -> Tensor:
+    return wrap(arr)
+
+
+def _add_tangents(a, b):
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a + b
+
+
+# --- binary arithmetic ----------------------------------------------------------------------
+
+class Add(Primitive):
+    name = "add"
+
+    def forward(self, a, b):
+        return np.add(a, b)
+
+    def vjp(self, ctx, g):
+        a, b = ctx.inputs
+        return sum_to(g, a.shape), sum_to(g, b.shape)
+
+    def jvp(self, ctx, ta, tb):
+        return _add_tangents(ta, tb)
+
+
+class Sub(Primitive):
+    name = "sub"
+
+    def forward(self, a, b):
+        return np.subtract(a, b)
+
+    def vjp(self, ctx, g):
+        a, b = ctx.inputs
+        return sum_to(g, a.shape), sum_to(-g, b.shape)
+
+    def jvp(self, ctx, ta, tb):
+        return _add_tangents(ta, -tb if tb is not None else None)
+
+
+class Mul(Primitive):
+    name = "mul"
+
+    def forward(self, a, b):
+        return np.multiply(a, b)
+
+    def vjp(self, ctx, g):
+        a, b = ctx.inputs
+        return sum_to(g * b, a.shape), sum_to(g * a, b.shape)
+
+    def jvp(self, ctx, ta, tb):
+        a, b = ctx.inputs
+        return _add_tangents(ta * b if ta is not None else None, a * tb if tb is not None else None)
+
+
+class Div(Primitive):
+    name = "div"
+
+    def forward(self, a, b):
+        return np.divide(a, b)
+
+    def vjp(self, ctx, g):
+        a, b = ctx.inputs
+        ga = g / b
+        return sum_to(ga, a.shape), sum_to(-ga * ctx.out, b.shape)
+
+    def jvp(self, ctx, ta, tb):
+        b = ctx.inputs[1]
+        num = _add_tangents(ta, -(ctx.out * tb) if tb is not None else None)
+        return num / b
+
+
+class Pow(Primitive):
+    """a ** b for tensor exponents; d/db = a**b log a (defined for a > 0)."""
+    name = "pow"
+
+    def forward(self, a, b):
+        return np.power(a, b)
+
+    def vjp(self, ctx, g):
+        a, b = ctx.inputs
+        ga = sum_to(g * b * a ** (b - 1), a.shape)
+        gb = sum_to(g * ctx.out * log(where(a.data > 0, a, 1.0)), b.shape) if b.requires_grad else None
+        return ga, gb
+
+    def jvp(self, ctx, ta, tb):
+        a, b = ctx.inputs
+        da = ta * b * a ** (b - 1) if ta is not None else None
+        db = tb * ctx.out * log(where(a.data > 0, a, 1.0)) if tb is not None else None
+        return _add_tangents(da, db)
+
+
+class PowScalar(Primitive):
+    """x ** p for a Python number p."""
+    name = "pow_scalar"
+
+    def forward(self, x, p):
+        return np.power(x, p)
+
+    def vjp(self, ctx, g):
+        p = ctx.params["p"]
+        x = ctx.inputs[0]
+        return (g * p * x ** (p - 1) if p != 1 else g,)
+
+    def jvp(self, ctx, t):
+        p = ctx.params["p"]
+        return t * p * ctx.inputs[0] ** (p - 1) if p != 1 else t
+
+
+def _binary(prim, opname):
+    def op(a, b):
+        a, b = binary_operands(opname, a, b)
+        if a.shape != b.shape:
+            broadcast_shapes(opname, a.shape, b.shape)
+        return apply(prim, (a, b))
+    op.__name__ = opname
+    return op
+
+
+add = _binary(Add(), "add")
+sub = _binary(Sub(), "sub")
+mul = _binary(Mul(), "mul")
+div = _binary(Div(), "div")
+_pow = _binary(Pow(), "pow")
+_pow_scalar = PowScalar()
+
+
+def pow(a, b):
+    """a ** b; a Python-number exponent uses the cheaper scalar-exponent primitive."""
+    if isinstance(a, Tensor) and isinstance(b, (int, float)) and not isinstance(b, bool):
+        if b == 1:
+            return a
+        return apply(_pow_scalar, (a,), {"p": b})
+    return _pow(a, b)
+
+
+# --- unary ----------------------------------------------------------------------------------
+
+class Neg(Primitive):
+    name = "neg"
+
+    def forward(self, x):
+        return np.negative(x)
+
+    def vjp(self, ctx, g):
+        return (-g,)
+
+    def jvp(self, ctx, t):
+        return -t
+
+
+class Exp(Primitive):
+    name = "exp"
+
+    def forward(self, x):
+        return np.exp(x)
+
+    def vjp(self, ctx, g):
+        return (g * ctx.out,)
+
+    def jvp(self, ctx, t):
+        return t * ctx.out
+
+
+class Log(Primitive):
+    name = "log"
+
+    def forward(self, x):
+        return np.log(x)
+
+    def vjp(self, ctx, g):
+        return (g / ctx.inputs[0],)
+
+    def jvp(self, ctx, t):
+        return t / ctx.inputs[0]
+
+
+class Sqrt(Primitive):
+    name = "sqrt"
+
+    def forward(self, x):
+        return np.sqrt(x)
+
+    def vjp(self, ctx, g):
+        return (g / (2 * ctx.out),)
+
+    def jvp(self, ctx, t):
+        return t / (2 * ctx.out)
+
+
+class Abs(Primitive):
+    name = "abs"
+
+    def forward(self, x):
+        return np.abs(x)
+
+    def vjp(self, ctx, g):
+        return (g * _const(np.sign(ctx.inputs[0].data)),)
+
+    def jvp(self, ctx, t):
+        return t * _const(np.sign(ctx.inputs[0].data))
+
+
+class Tanh(Primitive):
+    name = "tanh"
+
+    def forward(self, x):
+        return np.tanh(x)
+
+    def vjp(self, ctx, g):
+        y = ctx.out
+        return (g * (1 - y * y),)
+
+    def jvp(self, ctx, t):
+        y = ctx.out
+        return t * (1 - y * y)
+
+
+class Sigmoid(Primitive):
+    name = "sigmoid"
+
+    def forward(self, x):
+        # exp of a non-positive number only: no overflow for large |x|
+        e = np.exp(-np.abs(x))
+        return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+
+    def vjp(self, ctx, g):
+        y = ctx.out
+        return (g * y * (1 - y),)
+
+    def jvp(self, ctx, t):
+        y = ctx.out
+        return t * y * (1 - y)
+
+
+class Relu(Primitive):
+    name = "relu"
+
+    def forward(self, x):
+        return np.maximum(x, 0)
+
+    def vjp(self, ctx, g):
+        return (g * _const((ctx.inputs[0].data > 0).astype(g.dtype)),)
+
+    def jvp(self, ctx, t):
+        return t * _const((ctx.inputs[0].data > 0).astype(t.dtype))
+
+
+def _erf_array(x):
+    return _core.erf(np.ascontiguousarray(x))
+
+
+class Erf(Primitive):
+    name = "erf"
+
+    def forward(self, x):
+        return _erf_array(x)
+
+    def vjp(self, ctx, g):
+        x = ctx.inputs[0]
+        return (g * (2 / math.sqrt(math.pi)) * exp(-x * x),)
+
+    def jvp(self, ctx, t):
+        x = ctx.inputs[0]
+        return t * (2 / math.sqrt(math.pi)) * exp(-x * x)
+
+
+_INV_SQRT2 = 1 / math.sqrt(2)
+_INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
+
+
+class Gelu(Primitive):
+    """GELU(x) = x Phi(x) (exact, erf form); d/dx = Phi(x) + x phi(x)."""
+    name = "gelu"
+
+    def forward(self, x):
+        return x * (0.5 * (1 + _erf_array(x * x.dtype.type(_INV_SQRT2))))
+
+    def _dgelu(self, x):
+        phi_cdf = 0.5 * (1 + erf(x * _INV_SQRT2))
+        return phi_cdf + x * exp(-0.5 * x * x) * _INV_SQRT_2PI
+
+    def vjp(self, ctx, g):
+        return (g * self._dgelu(ctx.inputs[0]),)
+
+    def jvp(self, ctx, t):
+        return t * self._dgelu(ctx.inputs[0])
+
+
+class Clip(Primitive):
+    """clip(x, lo, hi); the gradient passes where lo <= x <= hi (as torch.clamp)."""
+    name = "clip"
+
+    def forward(self, x, lo, hi):
+        return np.clip(x, lo, hi)
+
+    def _mask(self, ctx, dtype):
+        x, lo, hi = ctx.inputs[0].data, ctx.params["lo"], ctx.params["hi"]
+        m = np.ones(x.shape, dtype=bool)
+        if lo is not None:
+            m &= x >= lo
+        if hi is not None:
+            m &= x <= hi
+        return _const(m.astype(dtype))
+
+    def vjp(self, ctx, g):
+        return (g * self._mask(ctx, g.dtype),)
+
+    def jvp(self, ctx, t):
+        return t * self._mask(ctx, t.dtype)
+
+
+class Where(Primitive):
+    """where(cond, a, b) with a constant boolean ``cond``."""
+    name = "where"
+
+    def forward(self, a, b, cond):
+        return np.where(cond, a, b)
+
+    def vjp(self, ctx, g):
+        a, b = ctx.inputs
+        cond = ctx.params["cond"]
+        zero = _const(np.zeros((), g.dtype))
+        ga = sum_to(where(cond, g, zero), a.shape) if a.requires_grad else None
+        gb = sum_to(where(cond, zero, g), b.shape) if b.requires_grad else None
+        return ga, gb
+
+    def jvp(self, ctx, ta, tb):
+        a, b = ctx.inputs
+        ta = ta if ta is not None else _const(np.zeros_like(a.data))
+        tb = tb if tb is not None else _const(np.zeros_like(b.data))
+        return where(ctx.params["cond"], ta, tb)
+
+
+def _unary(prim, opname, float_only=True):
+    def op(x):
+        x = as_tensor(x)
+        if float_only:
+            check_float(opname, x)
+        return apply(prim, (x,))
+    op.__name__ = opname
+    return op
+
+
+neg = _unary(Neg(), "neg", float_only=False)
+exp = _unary(Exp(), "exp")
+log = _unary(Log(), "log")
+sqrt = _unary(Sqrt(), "sqrt")
+abs = _unary(Abs(), "abs", float_only=False)
+tanh = _unary(Tanh(), "tanh")
+sigmoid = _unary(Sigmoid(), "sigmoid")
+relu = _unary(Relu(), "relu")
+erf = _unary(Erf(), "erf")
+_gelu_exact = _unary(Gelu(), "gelu")
+_clip = Clip()
+_where = Where()
+
+
+def gelu(x, approximate: str = "none"):
+    """GELU; ``approximate='tanh'`` gives 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
+    if approximate == "none":
+        return _gelu_exact(x)
+    if approximate == "tanh":
+        x = as_tensor(x)
+        return 0.5 * x * (1 + tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+    raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+
+
+def clip(x, min=None, max=None):
+    """Clamp to [min, max] (either may be None); like ``np.clip`` / ``torch.clamp``."""
+    x = as_tensor(x)
+    if min is None and max is None:
+        raise ValueError("clip: at least one of min and max must be given")
+    lo = None if min is None else float(min)
+    hi = None if max is None else float(max)
+    if lo is not None and hi is not None and lo > hi:
+        raise ValueError(f"clip: min {lo} is greater than max {hi}")
+    return apply(_clip, (x,), {"lo": lo, "hi": hi})
+
+
+def where(cond, a, b):
+    """Pick ``a`` where ``cond`` holds, else ``b`` (broadcasting); ``cond`` is not differentiated."""
+    cond = np.asarray(cond.data if isinstance(cond, Tensor) else cond, dtype=bool)
+    a, b = binary_operands("where", a, b)
+    broadcast_shapes("where", cond.shape, a.shape, b.shape)
+    return apply(_where, (a, b), {"cond": cond})
+
+
+def sign(x) -> Tensor:
+    """Sign of each element (no gradient: a piecewise-constant function)."""
+    return wrap(np.sign(as_tensor(x).data))
+
+
+# --- comparisons (results are bool tensors and carry no gradient) ---------------------------
+
+def _compare(fn, opname):
+    def op(a, b):
+        a, b = binary_operands(opname, a, b)
+        return wrap(fn(a.data, b.data))
+    op.__name__ = opname
+    return op
+
+
+equal = _compare(np.equal, "equal")
+not_equal = _compare(np.not_equal, "not_equal")
+less = _compare(np.less, "less")
+less_equal = _compare(np.less_equal, "less_equal")
+greater = _compare(np.greater, "greater")
+greater_equal = _compare(np.greater_equal, "greater_equal")
+
+
+def maximum(a, b):
+    """Element-wise maximum; ties send the gradient to ``a``."""
+    a, b = binary_operands("maximum", a, b)
+    return where(a.data >= b.data, a, b)
+
+
+def minimum(a, b):
+    """Element-wise minimum; ties send the gradient to ``a``."""
+    a, b = binary_operands("minimum", a, b)
+    return where(a.data <= b.data, a, b)

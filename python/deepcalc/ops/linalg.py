@@ -1,0 +1,129 @@
+"""Linear algebra primitives: matmul (the native GEMM), inverse, and log|det|.
+
+matmul follows NumPy: 1-D operands are promoted to matrices and the added axis removed after;
+leading (batch) axes broadcast.  d(A B) = dA B + A dB, so the VJP is (G B^T, A^T G), each
+summed back over broadcast batch axes."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..autodiff.graph import Primitive, Tensor, apply, wrap
+from ._convert import as_tensor, binary_operands, check_float
+from .shape import reshape, sum_to, swapaxes
+
+
+def gemm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a @ b for arrays with ndim >= 2 and broadcast batch axes."""
+    return np.matmul(a, b)
+
+
+class MatMul(Primitive):
+    name = "matmul"
+
+    def forward(self, a, b):
+        return gemm(a, b)
+
+    def vjp(self, ctx, g):
+        a, b = ctx.inputs
+        ga = sum_to(matmul(g, swapaxes(b, -1, -2)), a.shape) if a.requires_grad else None
+        gb = sum_to(matmul(swapaxes(a, -1, -2), g), b.shape) if b.requires_grad else None
+        return ga, gb
+
+    def jvp(self, ctx, ta, tb):
+        a, b = ctx.inputs
+        out = None
+        if ta is not None:
+            out = matmul(ta, b)
+        if tb is not None:
+            out = matmul(a, tb) if out is None else out + matmul(a, tb)
+        return out
+
+
+_matmul = MatMul()
+
+
+def matmul(a, b) -> Tensor:
+    a, b = binary_operands("matmul", a, b)
+    check_float("matmul", a)
+    if a.ndim == 0 or b.ndim == 0:
+        raise ValueError(f"matmul: operands must have at least 1 dimension, got shapes "
+                         f"{a.shape} and {b.shape}")
+    squeeze_a, squeeze_b = a.ndim == 1, b.ndim == 1
+    if squeeze_a:
+        a = reshape(a, (1, a.shape[0]))
+    if squeeze_b:
+        b = reshape(b, (b.shape[0], 1))
+    if a.shape[-1] != b.shape[-2]:
+        raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not align: "
+                         f"{a.shape[-1]} (last axis of the first) != {b.shape[-2]} "
+                         "(second-to-last axis of the second)")
+    try:
+        np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    except ValueError:
+        raise ValueError(f"matmul: batch axes of {a.shape} and {b.shape} cannot be broadcast") from None
+    out = apply(_matmul, (a, b))
+    if squeeze_a or squeeze_b:
+        shape = out.shape[:-2] + ((out.shape[-2],) if not squeeze_a else ()) + \
+            ((out.shape[-1],) if not squeeze_b else ())
+        out = reshape(out, shape)
+    return out
+
+
+def _check_square(op, x: Tensor):
+    if x.ndim < 2 or x.shape[-1] != x.shape[-2]:
+        raise ValueError(f"{op}: expected square matrices in the last two axes, got shape {x.shape}")
+
+
+class Inv(Primitive):
+    """Matrix inverse; d(A^-1) = -A^-1 dA A^-1."""
+    name = "inv"
+
+    def forward(self, a):
+        return np.linalg.inv(a)
+
+    def vjp(self, ctx, g):
+        yt = swapaxes(ctx.out, -1, -2)
+        return (-matmul(yt, matmul(g, yt)),)
+
+    def jvp(self, ctx, t):
+        y = ctx.out
+        return -matmul(y, matmul(t, y))
+
+
+class LogAbsDet(Primitive):
+    """log|det A|; d log|det A| = tr(A^-1 dA), so the gradient is A^-T."""
+    name = "logabsdet"
+
+    def forward(self, a):
+        return np.asarray(np.linalg.slogdet(a)[1], dtype=a.dtype)
+
+    def vjp(self, ctx, g):
+        a = ctx.inputs[0]
+        ainv_t = swapaxes(inv(a), -1, -2)
+        return (reshape(g, g.shape + (1, 1)) * ainv_t,)
+
+    def jvp(self, ctx, t):
+        from .reduce import sum
+        a = ctx.inputs[0]
+        return sum(swapaxes(inv(a), -1, -2) * t, axis=(-2, -1))
+
+
+_inv = Inv()
+_logabsdet = LogAbsDet()
+
+
+def inv(a) -> Tensor:
+    a = as_tensor(a)
+    check_float("inv", a)
+    _check_square("inv", a)
+    return apply(_inv, (a,))
+
+
+def slogdet(a):
+    """(sign, log|det a|): sign is a constant Tensor, log|det| is differentiable."""
+    a = as_tensor(a)
+    check_float("slogdet", a)
+    _check_square("slogdet", a)
+    logdet = apply(_logabsdet, (a,))
+    sign = np.linalg.slogdet(a.data)[0].astype(a.dtype)
+    return wrap(np.asarray(sign)), logdet

@@ -1,0 +1,306 @@
+"""Shape primitives: broadcast_to / sum_to (a transpose pair), reshape, transpose, indexing
+with its scatter-add adjoint, concatenate and stack.  Each is linear, so its JVP applies the
+op itself to the tangent and its VJP is the adjoint op."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..autodiff.graph import Primitive, Tensor, apply, wrap
+from ._convert import as_tensor, normalize_axis
+
+
+def _zeros(t: Tensor) -> Tensor:
+    return wrap(np.zeros_like(t.data))
+
+
+class BroadcastTo(Primitive):
+    name = "broadcast_to"
+
+    def forward(self, x, shape):
+        return np.broadcast_to(x, shape)
+
+    def vjp(self, ctx, g):
+        return (sum_to(g, ctx.inputs[0].shape),)
+
+    def jvp(self, ctx, t):
+        return broadcast_to(t, ctx.params["shape"])
+
+
+class SumTo(Primitive):
+    """Sum a broadcast result back down to ``shape`` (the adjoint of broadcasting)."""
+    name = "sum_to"
+
+    def forward(self, x, shape):
+        lead = x.ndim - len(shape)
+        axes = tuple(range(lead)) + tuple(lead + i for i, n in enumerate(shape)
+                                          if n == 1 and x.shape[lead + i] != 1)
+        out = x.sum(axis=axes, keepdims=True) if axes else x
+        return out.reshape(shape)
+
+    def vjp(self, ctx, g):
+        return (broadcast_to(g, ctx.inputs[0].shape),)
+
+    def jvp(self, ctx, t):
+        return sum_to(t, ctx.params["shape"])
+
+
+def broadcast_to(x, shape) -> Tensor:
+    x = as_tensor(x)
+    shape = tuple(int(s) for s in shape)
+    if x.shape == shape:
+        return x
+    try:
+        np.broadcast_shapes(x.shape, shape)
+        if len(shape) < x.ndim:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"broadcast_to: cannot broadcast shape {x.shape} to {shape}") from None
+    return apply(_broadcast_to, (x,), {"shape": shape})
+
+
+def sum_to(x: Tensor, shape) -> Tensor:
+    """Sum ``x`` over the axes that broadcasting added to reach it from ``shape``."""
+    shape = tuple(shape)
+    if x.shape == shape:
+        return x
+    return apply(_sum_to, (x,), {"shape": shape})
+
+
+class Reshape(Primitive):
+    name = "reshape"
+
+    def forward(self, x, shape):
+        return x.reshape(shape)
+
+    def vjp(self, ctx, g):
+        return (reshape(g, ctx.inputs[0].shape),)
+
+    def jvp(self, ctx, t):
+        return reshape(t, ctx.params["shape"])
+
+
+def _resolve_shape(old, shape):
+    size = int(np.prod(old))
+    known = int(np.prod([s for s in shape if s != -1]))
+    bad = shape.count(-1) > 1 or any(s < -1 for s in shape)
+    if not bad and -1 in shape:
+        bad = known == 0 or size % known != 0
+        shape = tuple(size // known if s == -1 else s for s in shape) if not bad else shape
+    if bad or int(np.prod(shape)) != size:
+        raise ValueError(f"reshape: cannot reshape a tensor of shape {old} ({size} elements) "
+                         f"into {shape}")
+    return shape
+
+
+def reshape(x, *shape) -> Tensor:
+    x = as_tensor(x)
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    new = _resolve_shape(x.shape, tuple(int(s) for s in shape))
+    if new == x.shape:
+        return x
+    return apply(_reshape, (x,), {"shape": new})
+
+
+class Transpose(Primitive):
+    name = "transpose"
+
+    def forward(self, x, axes):
+        return x.transpose(axes)
+
+    def vjp(self, ctx, g):
+        return (transpose(g, tuple(np.argsort(ctx.params["axes"]))),)
+
+    def jvp(self, ctx, t):
+        return transpose(t, ctx.params["axes"])
+
+
+def transpose(x, axes=None) -> Tensor:
+    """Permute axes (reverse them when ``axes`` is None), like ``np.transpose``."""
+    x = as_tensor(x)
+    if axes is None:
+        axes = tuple(range(x.ndim))[::-1]
+    axes = tuple(int(a) % max(x.ndim, 1) for a in axes)
+    if sorted(axes) != list(range(x.ndim)):
+        raise ValueError(f"transpose: axes {axes} are not a permutation of the {x.ndim} axes "
+                         f"of a tensor of shape {x.shape}")
+    if axes == tuple(range(x.ndim)):
+        return x
+    return apply(_transpose, (x,), {"axes": axes})
+
+
+def permute(x, *axes) -> Tensor:
+    if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+        axes = tuple(axes[0])
+    return transpose(x, axes)
+
+
+def swapaxes(x, a: int, b: int) -> Tensor:
+    x = as_tensor(x)
+    axes = list(range(x.ndim))
+    axes[a], axes[b] = axes[b], axes[a]
+    return transpose(x, tuple(axes))
+
+
+def expand_dims(x, axis: int) -> Tensor:
+    x = as_tensor(x)
+    axis = normalize_axis("expand_dims", axis, x.ndim + 1)[0]
+    return reshape(x, x.shape[:axis] + (1,) + x.shape[axis:])
+
+
+def squeeze(x, axis=None) -> Tensor:
+    x = as_tensor(x)
+    axes = normalize_axis("squeeze", axis, x.ndim) if axis is not None else \
+        tuple(i for i, n in enumerate(x.shape) if n == 1)
+    if any(x.shape[a] != 1 for a in axes):
+        raise ValueError(f"squeeze: axis {axis} of a tensor of shape {x.shape} is not of size 1")
+    return reshape(x, tuple(n for i, n in enumerate(x.shape) if i not in axes))
+
+
+def flatten(x, start_axis: int = 0) -> Tensor:
+    x = as_tensor(x)
+    return reshape(x, x.shape[:start_axis] + (-1,))
+
+
+def _is_basic(index) -> bool:
+    """True for indices made only of ints, slices, None and Ellipsis (NumPy basic indexing)."""
+    items = index if isinstance(index, tuple) else (index,)
+    return all(isinstance(i, (int, np.integer, slice, type(None), type(Ellipsis))) for i in items)
+
+
+def _normalize_index(index):
+    if isinstance(index, Tensor):
+        return index.data
+    if isinstance(index, tuple):
+        return tuple(i.data if isinstance(i, Tensor) else i for i in index)
+    if isinstance(index, list):
+        return np.asarray(index)
+    return index
+
+
+class GetItem(Primitive):
+    name = "getitem"
+
+    def forward(self, x, index):
+        out = x[index]
+        return np.asarray(out) if not isinstance(out, np.ndarray) else out
+
+    def vjp(self, ctx, g):
+        return (index_add(ctx.inputs[0].shape, ctx.params["index"], g),)
+
+    def jvp(self, ctx, t):
+        return getitem(t, ctx.params["index"])
+
+
+class IndexAdd(Primitive):
+    """zeros(shape) with ``g`` added at ``index`` (repeated indices accumulate): the adjoint
+    of indexing."""
+    name = "index_add"
+
+    def forward(self, g, shape, index):
+        out = np.zeros(shape, dtype=g.dtype)
+        if _is_basic(index):
+            out[index] += g
+        else:
+            np.add.at(out, index, g)
+        return out
+
+    def vjp(self, ctx, g):
+        return (getitem(g, ctx.params["index"]),)
+
+    def jvp(self, ctx, t):
+        return index_add(ctx.params["shape"], ctx.params["index"], t)
+
+
+def getitem(x, index) -> Tensor:
+    x = as_tensor(x)
+    index = _normalize_index(index)
+    try:
+        return apply(_getitem, (x,), {"index": index})
+    except IndexError as e:
+        raise IndexError(f"getitem: index {index!r} is invalid for a tensor of shape "
+                         f"{x.shape}: {e}") from None
+
+
+def index_add(shape, index, g: Tensor) -> Tensor:
+    return apply(_index_add, (g,), {"shape": tuple(shape), "index": index})
+
+
+class Concatenate(Primitive):
+    name = "concatenate"
+
+    def forward(self, *xs, axis):
+        return np.concatenate(xs, axis=axis)
+
+    def vjp(self, ctx, g):
+        axis, out = ctx.params["axis"], []
+        start = 0
+        for x in ctx.inputs:
+            n = x.shape[axis]
+            idx = (slice(None),) * axis + (slice(start, start + n),)
+            out.append(getitem(g, idx))
+            start += n
+        return tuple(out)
+
+    def jvp(self, ctx, *ts):
+        return concatenate([t if t is not None else _zeros(x) for x, t in zip(ctx.inputs, ts)],
+                           axis=ctx.params["axis"])
+
+
+class Stack(Primitive):
+    name = "stack"
+
+    def forward(self, *xs, axis):
+        return np.stack(xs, axis=axis)
+
+    def vjp(self, ctx, g):
+        axis = ctx.params["axis"]
+        return tuple(getitem(g, (slice(None),) * axis + (i,)) for i in range(len(ctx.inputs)))
+
+    def jvp(self, ctx, *ts):
+        return stack([t if t is not None else _zeros(x) for x, t in zip(ctx.inputs, ts)],
+                     axis=ctx.params["axis"])
+
+
+def _sequence_operands(op, xs):
+    xs = list(xs)
+    if not xs:
+        raise ValueError(f"{op}: needs at least one tensor")
+    first = next((x for x in xs if isinstance(x, Tensor)), None)
+    xs = [as_tensor(x, first) for x in xs]
+    dtypes = {x.dtype for x in xs}
+    if len(dtypes) > 1:
+        raise TypeError(f"{op}: tensors have dtypes {sorted(map(str, dtypes))}; deepcalc never "
+                        "mixes dtypes silently")
+    return xs
+
+
+def concatenate(xs, axis: int = 0) -> Tensor:
+    xs = _sequence_operands("concatenate", xs)
+    nd = xs[0].ndim
+    if nd == 0:
+        raise ValueError("concatenate: zero-dimensional tensors cannot be concatenated")
+    axis = normalize_axis("concatenate", axis, nd)[0]
+    for x in xs:
+        if x.ndim != nd or x.shape[:axis] + x.shape[axis + 1:] != xs[0].shape[:axis] + xs[0].shape[axis + 1:]:
+            raise ValueError(f"concatenate: shapes {[x.shape for x in xs]} differ outside "
+                             f"axis {axis}")
+    return apply(_concatenate, tuple(xs), {"axis": axis})
+
+
+def stack(xs, axis: int = 0) -> Tensor:
+    xs = _sequence_operands("stack", xs)
+    if any(x.shape != xs[0].shape for x in xs):
+        raise ValueError(f"stack: all tensors must have the same shape, got {[x.shape for x in xs]}")
+    axis = normalize_axis("stack", axis, xs[0].ndim + 1)[0]
+    return apply(_stack, tuple(xs), {"axis": axis})
+
+
+_broadcast_to = BroadcastTo()
+_sum_to = SumTo()
+_reshape = Reshape()
+_transpose = Transpose()
+_getitem = GetItem()
+_index_add = IndexAdd()
+_concatenate = Concatenate()
+_stack = Stack()
