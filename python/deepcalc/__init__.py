@@ -5,6 +5,7 @@ kernels (GEMM, softmax, normalization, optimizers) are native C++ with runtime C
 """
 from . import _core
 from .autodiff.graph import Tensor, enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from .autodiff import engine as _engine
 from .autodiff.engine import grad as autograd_grad
 from .autodiff.transforms import (grad, hessian, hvp, jacfwd, jacobian_logdet, jacrev, jvp,
                                   value_and_grad, vjp)
@@ -42,8 +43,7 @@ def cpu_capability() -> str:
 
 def _tensor_backward(self, grad=None, retain_graph=False, create_graph=False, inputs=None):
     """Accumulate d(self)/d(leaf) into every leaf's ``.grad`` (see autodiff/engine.py)."""
-    from .autodiff.engine import backward
-    backward(self, grad, retain_graph, create_graph, inputs)
+    _engine.backward(self, grad, retain_graph, create_graph, inputs)
 
 
 Tensor.backward = _tensor_backward

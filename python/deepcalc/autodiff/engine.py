@@ -6,23 +6,24 @@ rules whatever ``create_graph`` says (that is how ``jvp(grad(f))`` works).
 """
 from __future__ import annotations
 
-from .graph import STATE, AccumulateGrad, Node, Tensor, node_of, wrap
 import numpy as np
+
+from .graph import _RELEASED_MSG, STATE, Node, Tensor, node_of, wrap
 
 
 def _topo_order(roots):
     """Nodes reachable from ``roots``, each before every node it depends on."""
     order, seen = [], set()
     for root in roots:
-        if id(root) in seen:
+        if root in seen:
             continue
-        seen.add(id(root))
+        seen.add(root)
         stack = [(root, iter(root.next))]
         while stack:
             node, it = stack[-1]
             for nxt in it:
-                if nxt is not None and id(nxt) not in seen:
-                    seen.add(id(nxt))
+                if nxt is not None and nxt not in seen:
+                    seen.add(nxt)
                     stack.append((nxt, iter(nxt.next)))
                     break
             else:
@@ -32,9 +33,12 @@ def _topo_order(roots):
     return order
 
 
-def _accumulate(grads, node, g):
-    prev = grads.get(node)
-    grads[node] = g if prev is None else prev + g
+def _sum(a: Tensor, b: Tensor, plain: bool) -> Tensor:
+    """a + b for gradient accumulation; ``plain`` (nothing records: no create_graph, no forward
+    levels) adds the arrays directly."""
+    return wrap(a.data + b.data) if plain else a + b
+
+
 
 
 def run_backward(outputs, grad_outputs, inputs=None, retain_graph=False, create_graph=False,
@@ -47,7 +51,8 @@ def run_backward(outputs, grad_outputs, inputs=None, retain_graph=False, create_
             continue
         node = node_of(out)
         roots.append(node)
-        _accumulate(grads, node, g)
+        prev = grads.get(node)
+        grads[node] = g if prev is None else prev + g
 
     targets = None
     if inputs is not None:
@@ -65,6 +70,7 @@ def run_backward(outputs, grad_outputs, inputs=None, retain_graph=False, create_
         order = [n for n in order if n in useful]
 
     results = [None] * (len(inputs) if inputs is not None else 0)
+    plain = not create_graph and not STATE.fw_levels
     prev_mode = STATE.grad_enabled
     STATE.grad_enabled = create_graph
     try:
@@ -75,19 +81,20 @@ def run_backward(outputs, grad_outputs, inputs=None, retain_graph=False, create_
             if node.retained is not None:
                 t = node.retained()
                 if t is not None:
-                    t.grad = g if t.grad is None else t.grad + g
-            if targets is not None and node in targets:
-                for i in targets[node]:
-                    results[i] = g
-                if isinstance(node, AccumulateGrad):
-                    continue
-            if isinstance(node, AccumulateGrad):
+                    t.grad = g if t.grad is None else _sum(t.grad, g, plain)
+            if node.prim is None:  # AccumulateGrad: a leaf
                 if targets is None:
                     leaf = node.leaf()
                     if leaf is not None:
-                        leaf.grad = g if leaf.grad is None else leaf.grad + g
+                        leaf.grad = g if leaf.grad is None else _sum(leaf.grad, g, plain)
+                else:
+                    for i in targets.get(node, ()):
+                        results[i] = g
                 continue
-            _call_vjp(node, g, grads, retain_graph)
+            if targets is not None and node in targets:
+                for i in targets[node]:
+                    results[i] = g
+            _call_vjp(node, g, grads, retain_graph, plain)
     finally:
         STATE.grad_enabled = prev_mode
     if inputs is not None and not allow_unused:
@@ -98,18 +105,19 @@ def run_backward(outputs, grad_outputs, inputs=None, retain_graph=False, create_
     return results
 
 
-def _call_vjp(node: Node, g, grads, retain_graph):
-    if node.inputs is None:
-        from .graph import _RELEASED_MSG
+def _call_vjp(node: Node, g, grads, retain_graph, plain):
+    inputs = node.inputs
+    if inputs is None:
         raise RuntimeError(_RELEASED_MSG.format(node.prim.name))
     in_grads = node.prim.vjp(node, g)
-    for inp, nxt, gi in zip(node.inputs, node.next, in_grads):
+    for inp, nxt, gi in zip(inputs, node.next, in_grads):
         if nxt is None or gi is None:
             continue
         if gi.data.shape != inp.data.shape:
             raise RuntimeError(f"{node.prim.name}: VJP rule returned a gradient of shape "
                                f"{gi.data.shape} for an input of shape {inp.data.shape}")
-        _accumulate(grads, nxt, gi)
+        prev = grads.get(nxt)
+        grads[nxt] = gi if prev is None else _sum(prev, gi, plain)
     if not retain_graph:
         node.release()
 

@@ -36,7 +36,7 @@ class Tensor:
     ``backward``.  Tensors made by ops keep the node that made them (``grad_fn``).
     """
 
-    __slots__ = ("data", "requires_grad", "grad", "_node", "_fw", "_retain", "__weakref__")
+    __slots__ = ("data", "requires_grad", "grad", "_node", "_fw", "__weakref__")
     __array_priority__ = 1000  # ndarray (op) Tensor defers to Tensor's reflected operators
 
     def __init__(self, data, requires_grad: bool = False):
@@ -49,7 +49,6 @@ class Tensor:
         self.grad = None
         self._node = None
         self._fw = None
-        self._retain = False
         self.requires_grad = False
         if requires_grad:
             self.requires_grad_(True)
@@ -164,7 +163,6 @@ def wrap(arr) -> Tensor:
     t.grad = None
     t._node = None
     t._fw = None
-    t._retain = False
     return t
 
 
@@ -193,7 +191,14 @@ class Node:
         self.saved = saved
         self.out_data = out.data
         self.out_fw = out._fw
-        self.next = tuple(node_of(t) if t.requires_grad else None for t in inputs)
+        nxt = []
+        for t in inputs:
+            if t.requires_grad:
+                node = t._node
+                nxt.append(node if node is not None else node_of(t))
+            else:
+                nxt.append(None)
+        self.next = nxt
         self.retained = None
 
     @property
@@ -259,20 +264,27 @@ def strip_levels(t: Tensor, level: int) -> Tensor:
 
 def apply(prim, inputs, params=_EMPTY):
     """Run primitive ``prim`` on Tensors ``inputs``; record it for reverse and forward mode."""
-    result = prim.forward(*[t.data for t in inputs], **params)
+    n = len(inputs)
+    if n == 1:
+        result = prim.forward(inputs[0].data, **params)
+    elif n == 2:
+        result = prim.forward(inputs[0].data, inputs[1].data, **params)
+    else:
+        result = prim.forward(*[t.data for t in inputs], **params)
     saved = None
     if prim.saves:
         result, saved = result
     out = wrap(result)
+    fw_active = STATE.fw_levels
     if STATE.grad_enabled:
         for t in inputs:
             if t.requires_grad:
-                if STATE.fw_levels:
+                if fw_active:
                     out._fw = {}
                 out.requires_grad = True
                 out._node = Node(prim, inputs, params, saved, out)
                 break
-    if STATE.fw_levels:
+    if fw_active:
         _push_tangents(prim, inputs, params, saved, out)
     return out
 

@@ -36,7 +36,8 @@ class Add(Primitive):
 
     def vjp(self, ctx, g):
         a, b = ctx.inputs
-        return sum_to(g, a.shape), sum_to(g, b.shape)
+        return (sum_to(g, a.data.shape) if a.requires_grad else None,
+                sum_to(g, b.data.shape) if b.requires_grad else None)
 
     def jvp(self, ctx, ta, tb):
         return _add_tangents(ta, tb)
@@ -50,7 +51,8 @@ class Sub(Primitive):
 
     def vjp(self, ctx, g):
         a, b = ctx.inputs
-        return sum_to(g, a.shape), sum_to(-g, b.shape)
+        return (sum_to(g, a.data.shape) if a.requires_grad else None,
+                sum_to(-g, b.data.shape) if b.requires_grad else None)
 
     def jvp(self, ctx, ta, tb):
         return _add_tangents(ta, -tb if tb is not None else None)
@@ -64,7 +66,8 @@ class Mul(Primitive):
 
     def vjp(self, ctx, g):
         a, b = ctx.inputs
-        return sum_to(g * b, a.shape), sum_to(g * a, b.shape)
+        return (sum_to(g * b, a.data.shape) if a.requires_grad else None,
+                sum_to(g * a, b.data.shape) if b.requires_grad else None)
 
     def jvp(self, ctx, ta, tb):
         a, b = ctx.inputs
@@ -80,7 +83,8 @@ class Div(Primitive):
     def vjp(self, ctx, g):
         a, b = ctx.inputs
         ga = g / b
-        return sum_to(ga, a.shape), sum_to(-ga * ctx.out, b.shape)
+        return (sum_to(ga, a.data.shape) if a.requires_grad else None,
+                sum_to(-ga * ctx.out, b.data.shape) if b.requires_grad else None)
 
     def jvp(self, ctx, ta, tb):
         b = ctx.inputs[1]
@@ -127,6 +131,11 @@ class PowScalar(Primitive):
 
 def _binary(prim, opname):
     def op(a, b):
+        # fast path: two tensors of one dtype and shape (the common case inside models)
+        if type(a) is Tensor and type(b) is Tensor:
+            da, db = a.data, b.data
+            if da.shape == db.shape and da.dtype is db.dtype:
+                return apply(prim, (a, b))
         a, b = binary_operands(opname, a, b)
         if a.shape != b.shape:
             broadcast_shapes(opname, a.shape, b.shape)
@@ -226,12 +235,29 @@ class Tanh(Primitive):
         return np.tanh(x)
 
     def vjp(self, ctx, g):
-        y = ctx.out
-        return (g * (1 - y * y),)
+        return (apply(_tanh_backward, (g, ctx.out)),)
 
     def jvp(self, ctx, t):
-        y = ctx.out
-        return t * (1 - y * y)
+        return apply(_tanh_backward, (t, ctx.out))
+
+
+class TanhBackward(Primitive):
+    """g * (1 - y^2) with y = tanh(x): tanh's derivative as one primitive (one pass in backward);
+    its own rules: d/dg = 1 - y^2, d/dy = -2 g y."""
+    name = "tanh_backward"
+
+    def forward(self, g, y):
+        return g * (1 - y * y)
+
+    def vjp(self, ctx, gg):
+        g, y = ctx.inputs
+        return (apply(self, (gg, y)) if g.requires_grad else None,
+                -2 * gg * g * y if y.requires_grad else None)
+
+    def jvp(self, ctx, tg, ty):
+        g, y = ctx.inputs
+        return _add_tangents(apply(self, (tg, y)) if tg is not None else None,
+                             -2 * g * y * ty if ty is not None else None)
 
 
 class Sigmoid(Primitive):
@@ -243,12 +269,28 @@ class Sigmoid(Primitive):
         return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
 
     def vjp(self, ctx, g):
-        y = ctx.out
-        return (g * y * (1 - y),)
+        return (apply(_sigmoid_backward, (g, ctx.out)),)
 
     def jvp(self, ctx, t):
-        y = ctx.out
-        return t * y * (1 - y)
+        return apply(_sigmoid_backward, (t, ctx.out))
+
+
+class SigmoidBackward(Primitive):
+    """g * y (1 - y) with y = sigmoid(x); d/dg = y (1 - y), d/dy = g (1 - 2y)."""
+    name = "sigmoid_backward"
+
+    def forward(self, g, y):
+        return g * y * (1 - y)
+
+    def vjp(self, ctx, gg):
+        g, y = ctx.inputs
+        return (apply(self, (gg, y)) if g.requires_grad else None,
+                gg * g * (1 - 2 * y) if y.requires_grad else None)
+
+    def jvp(self, ctx, tg, ty):
+        g, y = ctx.inputs
+        return _add_tangents(apply(self, (tg, y)) if tg is not None else None,
+                             g * (1 - 2 * y) * ty if ty is not None else None)
 
 
 class Relu(Primitive):
@@ -258,10 +300,24 @@ class Relu(Primitive):
         return np.maximum(x, 0)
 
     def vjp(self, ctx, g):
-        return (g * _const((ctx.inputs[0].data > 0).astype(g.dtype)),)
+        return (apply(_relu_backward, (g,), {"x": ctx.inputs[0].data}),)
 
     def jvp(self, ctx, t):
-        return t * _const((ctx.inputs[0].data > 0).astype(t.dtype))
+        return apply(_relu_backward, (t,), {"x": ctx.inputs[0].data})
+
+
+class ReluBackward(Primitive):
+    """g where x > 0, else 0.  Linear in g with a constant mask, so it is its own VJP and JVP."""
+    name = "relu_backward"
+
+    def forward(self, g, x):
+        return np.where(x > 0, g, g.dtype.type(0))
+
+    def vjp(self, ctx, gg):
+        return (apply(self, (gg,), ctx.params),)
+
+    def jvp(self, ctx, tg):
+        return apply(self, (tg,), ctx.params)
 
 
 def _erf_array(x):
@@ -360,6 +416,9 @@ def _unary(prim, opname, float_only=True):
     return op
 
 
+_tanh_backward = TanhBackward()
+_sigmoid_backward = SigmoidBackward()
+_relu_backward = ReluBackward()
 neg = _unary(Neg(), "neg", float_only=False)
 exp = _unary(Exp(), "exp")
 log = _unary(Log(), "log")

@@ -7,13 +7,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..autodiff.graph import Primitive, Tensor, apply, wrap
+from ..autodiff.graph import Primitive, Tensor, apply, needs_graph, wrap
 from ._convert import as_tensor, binary_operands, check_float
 from .shape import reshape, sum_to, swapaxes
 
 
-def gemm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """a @ b for arrays with ndim >= 2 and broadcast batch axes."""
+def gemm(a: np.ndarray, b: np.ndarray, trans_a: bool = False, trans_b: bool = False) -> np.ndarray:
+    """op(a) @ op(b) for arrays with ndim >= 2 and broadcast batch axes, op(x) = x^T (last two
+    axes) when flagged; transposes are never materialized."""
+    if trans_a:
+        a = np.swapaxes(a, -1, -2)
+    if trans_b:
+        b = np.swapaxes(b, -1, -2)
     return np.matmul(a, b)
 
 
@@ -25,8 +30,15 @@ class MatMul(Primitive):
 
     def vjp(self, ctx, g):
         a, b = ctx.inputs
-        ga = sum_to(matmul(g, swapaxes(b, -1, -2)), a.shape) if a.requires_grad else None
-        gb = sum_to(matmul(swapaxes(a, -1, -2), g), b.shape) if b.requires_grad else None
+        if not needs_graph(g, a, b):
+            # first order only: the GEMM takes the transposes as flags
+            ga = wrap(_sum_to_array(gemm(g.data, b.data, trans_b=True), a.data.shape)) \
+                if a.requires_grad else None
+            gb = wrap(_sum_to_array(gemm(a.data, g.data, trans_a=True), b.data.shape)) \
+                if b.requires_grad else None
+            return ga, gb
+        ga = sum_to(matmul(g, swapaxes(b, -1, -2)), a.data.shape) if a.requires_grad else None
+        gb = sum_to(matmul(swapaxes(a, -1, -2), g), b.data.shape) if b.requires_grad else None
         return ga, gb
 
     def jvp(self, ctx, ta, tb):
@@ -39,10 +51,24 @@ class MatMul(Primitive):
         return out
 
 
+def _sum_to_array(x: np.ndarray, shape) -> np.ndarray:
+    if x.shape == shape:
+        return x
+    lead = x.ndim - len(shape)
+    x = x.sum(axis=tuple(range(lead))) if lead else x
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and x.shape[i] != 1)
+    return x.sum(axis=axes, keepdims=True) if axes else x
+
+
 _matmul = MatMul()
 
 
 def matmul(a, b) -> Tensor:
+    if type(a) is Tensor and type(b) is Tensor:
+        da, db = a.data, b.data
+        if (da.ndim == 2 and db.ndim == 2 and da.shape[1] == db.shape[0]
+                and da.dtype is db.dtype and da.dtype.kind == "f"):
+            return apply(_matmul, (a, b))
     a, b = binary_operands("matmul", a, b)
     check_float("matmul", a)
     if a.ndim == 0 or b.ndim == 0:

@@ -60,10 +60,9 @@ def broadcast_to(x, shape) -> Tensor:
 
 def sum_to(x: Tensor, shape) -> Tensor:
     """Sum ``x`` over the axes that broadcasting added to reach it from ``shape``."""
-    shape = tuple(shape)
-    if x.shape == shape:
+    if x.data.shape == shape:
         return x
-    return apply(_sum_to, (x,), {"shape": shape})
+    return apply(_sum_to, (x,), {"shape": tuple(shape)})
 
 
 class Reshape(Primitive):
@@ -137,6 +136,8 @@ def permute(x, *axes) -> Tensor:
 
 def swapaxes(x, a: int, b: int) -> Tensor:
     x = as_tensor(x)
+    if x.data.ndim == 2 and {a, b} in ({0, 1}, {-1, -2}):
+        return apply(_transpose, (x,), _T2)
     axes = list(range(x.ndim))
     axes[a], axes[b] = axes[b], axes[a]
     return transpose(x, tuple(axes))
@@ -296,6 +297,7 @@ def stack(xs, axis: int = 0) -> Tensor:
     return apply(_stack, tuple(xs), {"axis": axis})
 
 
+_T2 = {"axes": (1, 0)}
 _broadcast_to = BroadcastTo()
 _sum_to = SumTo()
 _reshape = Reshape()
