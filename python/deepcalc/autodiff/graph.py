@@ -155,6 +155,10 @@ class Tensor:
         return id(self)
 
 
+# Exact types the ops' fast paths accept without conversion (nn.Parameter registers itself).
+TENSOR_TYPES = {Tensor}
+
+
 def wrap(arr) -> Tensor:
     """Tensor around an ndarray with no history (internal fast path: no checks, no copy)."""
     t = Tensor.__new__(Tensor)

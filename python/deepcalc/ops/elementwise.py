@@ -9,7 +9,7 @@ import math
 import numpy as np
 
 from .. import _core
-from ..autodiff.graph import Primitive, Tensor, apply, wrap
+from ..autodiff.graph import TENSOR_TYPES, Primitive, Tensor, apply, wrap
 from ._convert import as_tensor, binary_operands, broadcast_shapes, check_float
 from .shape import sum_to
 
@@ -132,7 +132,7 @@ class PowScalar(Primitive):
 def _binary(prim, opname):
     def op(a, b):
         # fast path: two tensors of one dtype and shape (the common case inside models)
-        if type(a) is Tensor and type(b) is Tensor:
+        if type(a) in TENSOR_TYPES and type(b) in TENSOR_TYPES:
             da, db = a.data, b.data
             if da.shape == db.shape and da.dtype is db.dtype:
                 return apply(prim, (a, b))

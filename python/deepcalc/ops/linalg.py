@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..autodiff.graph import Primitive, Tensor, apply, needs_graph, wrap
+from ..autodiff.graph import TENSOR_TYPES, Primitive, Tensor, apply, needs_graph, wrap
 from ._convert import as_tensor, binary_operands, check_float
 from .shape import reshape, sum_to, swapaxes
 
@@ -64,7 +64,7 @@ _matmul = MatMul()
 
 
 def matmul(a, b) -> Tensor:
-    if type(a) is Tensor and type(b) is Tensor:
+    if type(a) in TENSOR_TYPES and type(b) in TENSOR_TYPES:
         da, db = a.data, b.data
         if (da.ndim == 2 and db.ndim == 2 and da.shape[1] == db.shape[0]
                 and da.dtype is db.dtype and da.dtype.kind == "f"):

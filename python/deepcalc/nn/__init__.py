@@ -1,0 +1,9 @@
+"""Neural-network layers and the Module API (``dc.nn``)."""
+from . import functional, init
+from .layers import GELU, Dropout, Flatten, Identity, Linear, ReLU, Sigmoid, Softmax, Tanh
+from .mlp import MLP
+from .module import Module, ModuleList, Parameter, RemovableHandle, Sequential
+
+__all__ = ["Module", "Parameter", "Sequential", "ModuleList", "RemovableHandle", "Linear", "ReLU",
+           "Tanh", "Sigmoid", "GELU", "Softmax", "Identity", "Dropout", "Flatten", "MLP",
+           "functional", "init"]

@@ -1,0 +1,106 @@
+"""Basic layers: Linear (the fused GEMM + activation), activation modules, Dropout, Flatten."""
+from __future__ import annotations
+
+import numpy as np
+
+from . import functional as F
+from . import init
+from .module import Module, Parameter
+
+
+class Linear(Module):
+    """y = act(x W^T + b), W is (out_features, in_features) (torch's layout and default init).
+
+    ``activation`` (None, 'relu', 'tanh', 'sigmoid', 'gelu') is fused into the GEMM epilogue;
+    ``weight_multiplier`` / ``bias_multiplier`` scale W and b in the forward pass (used by the
+    NTK and muP parametrizations: the stored parameters keep unit scale)."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, activation=None,
+                 dtype=np.float32, weight_multiplier: float = 1.0, bias_multiplier: float = 1.0):
+        super().__init__()
+        F.activation_fn(activation)  # validates the name
+        self.in_features, self.out_features = int(in_features), int(out_features)
+        self.activation = activation
+        self.weight_multiplier = float(weight_multiplier)
+        self.bias_multiplier = float(bias_multiplier)
+        self.weight = Parameter(init.torch_default((out_features, in_features), in_features, dtype))
+        self.bias = Parameter(init.torch_default((out_features,), in_features, dtype)) if bias else None
+        if not bias:
+            self.register_parameter("bias", None)
+
+    def forward(self, x):
+        w, b = self.weight, self.bias
+        if self.weight_multiplier != 1.0:
+            w = w * self.weight_multiplier
+        if b is not None and self.bias_multiplier != 1.0:
+            b = b * self.bias_multiplier
+        return F.linear(x, w, b, self.activation)
+
+    def extra_repr(self):
+        act = f", activation={self.activation!r}" if self.activation else ""
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"bias={self.bias is not None}{act}")
+
+
+class _Activation(Module):
+    fn = None
+
+    def forward(self, x):
+        return type(self).fn(x)
+
+
+class ReLU(_Activation):
+    fn = staticmethod(F.relu)
+
+
+class Tanh(_Activation):
+    fn = staticmethod(F.tanh)
+
+
+class Sigmoid(_Activation):
+    fn = staticmethod(F.sigmoid)
+
+
+class GELU(Module):
+    def __init__(self, approximate: str = "none"):
+        super().__init__()
+        self.approximate = approximate
+
+    def forward(self, x):
+        return F.gelu(x, self.approximate)
+
+
+class Identity(Module):
+    def forward(self, x):
+        return x
+
+
+class Softmax(Module):
+    def __init__(self, axis: int = -1):
+        super().__init__()
+        self.axis = axis
+
+    def forward(self, x):
+        return F.softmax(x, self.axis)
+
+
+class Dropout(Module):
+    """Inverted dropout in training mode, identity in eval mode; draws from the seeded
+    deepcalc generator (``dc.manual_seed``) unless a generator is given."""
+
+    def __init__(self, p: float = 0.5, generator=None):
+        super().__init__()
+        if not 0 <= p <= 1:
+            raise ValueError(f"Dropout: p must be in [0, 1], got {p}")
+        self.p, self.generator = p, generator
+
+    def forward(self, x):
+        return F.dropout(x, self.p, self.training, self.generator)
+
+    def extra_repr(self):
+        return f"p={self.p}"
+
+
+class Flatten(Module):
+    def forward(self, x):
+        return x.reshape(x.shape[0], -1)
