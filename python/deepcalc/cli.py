@@ -1,0 +1,186 @@
+"""The ``deepcalc`` command.
+
+    deepcalc train mlp --dataset digits --hidden 128,64 --activation relu --optimizer adam \\
+        --lr 1e-3 --epochs 30 --out runs/digits
+    deepcalc calculus        # a tour of the matrix-calculus tools on a small network
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+
+def _build_parser():
+    p = argparse.ArgumentParser(prog="deepcalc", description="deepcalc command line")
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train a model")
+    t.add_argument("model", choices=["mlp"])
+    t.add_argument("--dataset", default="digits", choices=["digits", "mnist", "teacher"])
+    t.add_argument("--data-dir", default=None, help="directory with MNIST IDX files (--dataset mnist)")
+    t.add_argument("--hidden", default="128,64", help="comma-separated hidden sizes")
+    t.add_argument("--activation", default="relu", choices=["relu", "tanh", "sigmoid", "gelu"])
+    t.add_argument("--init", default="torch",
+                   choices=["torch", "standard_normal", "xavier", "he", "ntk", "mup"])
+    t.add_argument("--optimizer", default="adam", choices=["sgd", "adam", "adamw", "rmsprop"])
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--momentum", type=float, default=0.9, help="for sgd / rmsprop")
+    t.add_argument("--weight-decay", type=float, default=0.0)
+    t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument("--epochs", type=int, default=30)
+    t.add_argument("--schedule", default="none", choices=["none", "cosine", "step"])
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--threads", type=int, default=None)
+    t.add_argument("--out", default="runs/digits", help="output directory")
+    t.add_argument("--resume", action="store_true", help="continue from OUT/last.safetensors")
+    t.add_argument("--no-progress", action="store_true")
+    sub.add_parser("calculus", help="demonstrate Jacobians, Hessians, JVPs and VJPs")
+    return p
+
+
+def _datasets(args):
+    from . import data
+    if args.dataset == "digits":
+        train, test = data.load_digits(seed=args.seed)
+        return train, test, "classification"
+    if args.dataset == "mnist":
+        if not args.data_dir:
+            raise SystemExit("deepcalc train: --dataset mnist needs --data-dir DIR with the IDX files")
+        train, test = data.load_mnist(args.data_dir)
+        return train, test, "classification"
+    train = data.teacher_regression(2048, 16, 4, seed=args.seed)
+    test = data.teacher_regression(512, 16, 4, seed=args.seed, sample_seed=args.seed + 1)
+    return train, test, "regression"
+
+
+def _optimizer(args, params):
+    from . import optim
+    if args.optimizer == "sgd":
+        return optim.SGD(params, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
+    if args.optimizer == "adam":
+        return optim.Adam(params, lr=args.lr, weight_decay=args.weight_decay)
+    if args.optimizer == "adamw":
+        return optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay or 1e-2)
+    return optim.RMSprop(params, lr=args.lr, momentum=args.momentum if args.momentum < 1 else 0,
+                         weight_decay=args.weight_decay)
+
+
+def train_command(args) -> int:
+    import deepcalc as dc
+    from . import data, optim
+    from .nn import MLP
+    from .nn import functional as F
+    from .train import evaluate, fit
+
+    dc.manual_seed(args.seed)
+    if args.threads:
+        dc.set_num_threads(args.threads)
+    train_set, test_set, task = _datasets(args)
+    x0, y0 = train_set[0]
+    in_dim = int(np.prod(np.shape(x0)))
+    if task == "classification":
+        n_classes = int(np.max(train_set.arrays[1])) + 1
+        out_dim, loss_fn = n_classes, F.cross_entropy
+    else:
+        out_dim, loss_fn = int(np.shape(y0)[-1]), F.mse_loss
+    hidden = [int(h) for h in args.hidden.split(",") if h.strip()]
+    model = MLP([in_dim, *hidden, out_dim], activation=args.activation, init=args.init)
+    opt = _optimizer(args, model.parameters())
+    sched = None
+    if args.schedule == "cosine":
+        sched = optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args.epochs)
+    elif args.schedule == "step":
+        sched = optim.lr_scheduler.StepLR(opt, step_size=max(args.epochs // 3, 1), gamma=0.1)
+    train_loader = data.DataLoader(train_set, batch_size=args.batch_size, shuffle=True,
+                                   seed=args.seed)
+    test_loader = data.DataLoader(test_set, batch_size=512)
+    os.makedirs(args.out, exist_ok=True)
+    print(f"deepcalc: {model.num_parameters()} parameters, {len(train_set)} training and "
+          f"{len(test_set)} test samples, {dc.get_num_threads()} threads, "
+          f"{dc.cpu_capability()} kernels")
+    t0 = time.perf_counter()
+    history = fit(model, loss_fn, opt, train_loader, val=test_loader, epochs=args.epochs,
+                  checkpoint_dir=args.out, resume=args.resume, scheduler=sched,
+                  progress=not args.no_progress)
+    seconds = time.perf_counter() - t0
+    final = evaluate(model, loss_fn, test_loader)
+    metrics = {"final_test": final, "train_seconds": seconds, "epochs": history.epochs,
+               "config": vars(args)}
+    _write_json(os.path.join(args.out, "metrics.json"), metrics)
+    if "accuracy" in final:
+        print(f"test accuracy {final['accuracy'] * 100:.2f}%  test loss {final['loss']:.4f}  "
+              f"({seconds:.1f} s)")
+    else:
+        print(f"test loss {final['loss']:.5f}  ({seconds:.1f} s)")
+    png = _plot(history, os.path.join(args.out, "curves.png"))
+    print(f"wrote {args.out}/last.safetensors, {args.out}/metrics.json" +
+          (f", {png}" if png else " (install deepcalc[plot] for curves.png)"))
+    return 0
+
+
+def _write_json(path, obj):
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2, default=float)
+    os.replace(tmp, path)
+
+
+def _plot(history, path):
+    try:
+        import matplotlib
+    except ImportError:
+        return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    keys = [k for k in ("loss", "val_loss", "accuracy", "val_accuracy") if history[k]]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for k in keys:
+        ax = axes[0] if "loss" in k else axes[1]
+        ax.plot(range(1, len(history[k]) + 1), history[k], label=k)
+    for ax, title in zip(axes, ("loss", "accuracy")):
+        ax.set_xlabel("epoch")
+        ax.set_title(title)
+        ax.legend()
+    fig.tight_layout()
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def calculus_command(args) -> int:
+    import deepcalc as dc
+    dc.manual_seed(0)
+    net = dc.nn.MLP([3, 4, 2], activation="tanh", dtype=np.float64)
+    x = dc.tensor(np.array([0.5, -1.0, 2.0]))
+    print("f: R^3 -> R^2, a 3-4-2 tanh network")
+    J = dc.jacrev(net)(x)
+    print("Jacobian df/dx (reverse mode), shape", J.shape, "\n", np.round(J.data, 4))
+    print("matches forward mode:", np.allclose(J.data, dc.jacfwd(net)(x).data))
+    loss = lambda x: (net(x) ** 2).sum()
+    H = dc.hessian(loss)(x)
+    print("Hessian of ||f(x)||^2, shape", H.shape, "symmetric:", np.allclose(H.data, H.data.T))
+    print("eigenvalues:", np.round(np.linalg.eigvalsh(H.data), 4))
+    v = dc.tensor(np.array([1.0, 0.0, 0.0]))
+    _, Hv = dc.hvp(loss, (x,), (v,))
+    print("Hessian-vector product H e1 (forward-over-reverse):", np.round(Hv.data, 4))
+    sq = dc.nn.MLP([3, 3], activation="tanh", dtype=np.float64)
+    sign, logdet = dc.jacobian_logdet(sq, x)
+    print(f"log|det J| of a 3-3 tanh layer at x: {logdet.item():.4f} (sign {sign.item():+.0f})")
+    return 0
+
+
+def main(argv=None) -> int:
+    args = _build_parser().parse_args(argv)
+    if args.command == "train":
+        return train_command(args)
+    return calculus_command(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

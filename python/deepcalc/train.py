@@ -1,0 +1,246 @@
+"""``dc.train.fit``: the training loop, with metrics, callbacks, checkpoints and exact resume.
+
+A checkpoint (``<checkpoint_dir>/last.safetensors``, written atomically after every epoch)
+holds the model, the optimizer, the scheduler, the data loader's shuffling state, deepcalc's
+global generator (dropout) and the history, so ``fit(..., resume=True)`` continues exactly as
+an uninterrupted run would (bit for bit on one thread).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+
+import numpy as np
+
+from .autodiff.graph import Tensor, no_grad
+from .creation import _RNG
+
+CHECKPOINT_NAME = "last.safetensors"
+
+
+class History:
+    """Per-epoch metrics: ``history['loss']`` is the list of training losses, etc."""
+
+    def __init__(self, epochs=None):
+        self.epochs: list[dict] = list(epochs or [])
+
+    def append(self, logs: dict):
+        self.epochs.append(dict(logs))
+
+    def __getitem__(self, key):
+        return [e[key] for e in self.epochs if key in e]
+
+    def __len__(self):
+        return len(self.epochs)
+
+    def keys(self):
+        keys = []
+        for e in self.epochs:
+            keys.extend(k for k in e if k not in keys)
+        return keys
+
+    def best(self, key: str, mode: str = "min"):
+        vals = self[key]
+        if not vals:
+            raise KeyError(f"History.best: no metric {key!r}; have {self.keys()}")
+        return min(vals) if mode == "min" else max(vals)
+
+    def to_json(self, path=None):
+        text = json.dumps({"epochs": self.epochs}, indent=2)
+        if path is not None:
+            tmp = f"{path}.tmp"
+            with open(tmp, "w") as f:
+                f.write(text)
+            os.replace(tmp, path)
+        return text
+
+    def __repr__(self):
+        return f"History({len(self)} epochs, metrics={self.keys()})"
+
+
+class Callback:
+    """Hooks called by ``fit``; ``on_epoch_end`` may return True to stop training."""
+
+    def on_train_begin(self, state): ...
+
+    def on_epoch_end(self, epoch: int, logs: dict, state) -> bool | None: ...
+
+    def on_train_end(self, state): ...
+
+
+class EarlyStopping(Callback):
+    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs."""
+
+    def __init__(self, monitor="val_loss", patience=5, mode="min", min_delta=0.0):
+        if mode not in ("min", "max"):
+            raise ValueError(f"EarlyStopping: mode must be 'min' or 'max', got {mode!r}")
+        self.monitor, self.patience, self.mode, self.min_delta = monitor, patience, mode, min_delta
+        self.best, self.wait, self.stopped_epoch = None, 0, None
+
+    def on_epoch_end(self, epoch, logs, state):
+        if self.monitor not in logs:
+            raise KeyError(f"EarlyStopping: metric {self.monitor!r} not in {sorted(logs)}")
+        v = logs[self.monitor]
+        better = self.best is None or (v < self.best - self.min_delta if self.mode == "min"
+                                       else v > self.best + self.min_delta)
+        if better:
+            self.best, self.wait = v, 0
+            return False
+        self.wait += 1
+        if self.wait >= self.patience:
+            self.stopped_epoch = epoch
+            return True
+        return False
+
+
+def _check_batch(x, epoch, step):
+    arr = x.data if isinstance(x, Tensor) else np.asarray(x)
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise FloatingPointError(f"fit: the input batch at epoch {epoch}, step {step} contains "
+                                 f"NaN or Inf ({int((~np.isfinite(arr)).sum())} values)")
+
+
+def _accuracy_count(out: Tensor, y) -> int | None:
+    y = y.data if isinstance(y, Tensor) else np.asarray(y)
+    if out.ndim == 2 and y.ndim == 1 and y.dtype.kind in "iu":
+        return int((out.data.argmax(axis=1) == y).sum())
+    return None
+
+
+def evaluate(model, loss_fn, loader) -> dict:
+    """Mean loss (and accuracy for integer targets) over ``loader`` in eval mode, without grad."""
+    was_training = getattr(model, "training", False)
+    model.eval()
+    total, n, correct = 0.0, 0, 0
+    has_acc = True
+    with no_grad():
+        for x, y in loader:
+            out = model(x)
+            b = out.shape[0]
+            total += float(loss_fn(out, y).item()) * b
+            n += b
+            c = _accuracy_count(out, y)
+            has_acc = has_acc and c is not None
+            correct += c or 0
+    model.train(was_training)
+    logs = {"loss": total / max(n, 1)}
+    if has_acc and n:
+        logs["accuracy"] = correct / n
+    return logs
+
+
+def _save_checkpoint(path, model, optimizer, scheduler, train, epoch, history):
+    from .serialization import save
+    state = {
+        "model": dict(model.state_dict()),
+        "optimizer": optimizer.state_dict(),
+        "epoch": epoch,
+        "history": history.epochs,
+        "rng": _RNG.generator.bit_generator.state,
+    }
+    if scheduler is not None:
+        state["scheduler"] = scheduler.state_dict()
+    if hasattr(train, "state_dict"):
+        state["loader"] = train.state_dict()
+    save(path, state)
+
+
+def _load_checkpoint(path, model, optimizer, scheduler, train):
+    from .serialization import load
+    state = load(path)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None and "scheduler" in state:
+        scheduler.load_state_dict(state["scheduler"])
+    if "loader" in state and hasattr(train, "load_state_dict"):
+        train.load_state_dict(state["loader"])
+    gen = np.random.default_rng()
+    gen.bit_generator.state = state["rng"]
+    _RNG.generator = gen
+    return int(state["epoch"]), History(state["history"])
+
+
+def fit(model, loss_fn, optimizer, train, val=None, epochs: int = 1, callbacks=(),
+        checkpoint_dir=None, resume: bool = False, scheduler=None, progress: bool = True,
+        max_grad_norm: float | None = None) -> History:
+    """Train ``model`` for ``epochs`` passes over ``train`` (a DataLoader of (x, y) batches).
+
+    Each step: forward, ``loss_fn(output, y)``, backward, optional gradient clipping
+    (``max_grad_norm``), ``optimizer.step()``.  After each epoch: ``scheduler.step()``,
+    validation metrics on ``val``, callbacks (any returning True stops training; see
+    ``EarlyStopping``), and a checkpoint in ``checkpoint_dir``.  NaN/Inf in an input batch or
+    in the loss stops training with a message naming the epoch and step.
+    Returns the ``History`` of per-epoch metrics ('loss', 'accuracy', 'val_loss', ...)."""
+    if epochs < 0:
+        raise ValueError(f"fit: epochs must be >= 0, got {epochs}")
+    history, start = History(), 0
+    ckpt = os.path.join(checkpoint_dir, CHECKPOINT_NAME) if checkpoint_dir else None
+    if ckpt and resume and os.path.exists(ckpt):
+        start, history = _load_checkpoint(ckpt, model, optimizer, scheduler, train)
+        start += 1
+    if ckpt:
+        os.makedirs(checkpoint_dir, exist_ok=True)
+    for cb in callbacks:
+        cb.on_train_begin(locals())
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        per_epoch = len(train) if hasattr(train, "__len__") else None
+        total = per_epoch * (epochs - start) if per_epoch is not None else None
+        bar = tqdm(total=total, unit="step", dynamic_ncols=True, leave=True)
+    try:
+        for epoch in range(start, epochs):
+            logs = _train_epoch(model, loss_fn, optimizer, train, epoch, bar, max_grad_norm)
+            if scheduler is not None:
+                scheduler.step()
+            if val is not None:
+                logs.update({f"val_{k}": v for k, v in evaluate(model, loss_fn, val).items()})
+            logs["epoch"] = epoch
+            history.append(logs)
+            if bar is not None:
+                bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if k != "epoch"})
+            if ckpt:
+                _save_checkpoint(ckpt, model, optimizer, scheduler, train, epoch, history)
+            stop = [cb.on_epoch_end(epoch, logs, locals()) for cb in callbacks]
+            if any(stop):
+                break
+    finally:
+        if bar is not None:
+            bar.close()
+    for cb in callbacks:
+        cb.on_train_end(locals())
+    return history
+
+
+def _train_epoch(model, loss_fn, optimizer, train, epoch, bar, max_grad_norm):
+    model.train()
+    total, n, correct, has_acc = 0.0, 0, 0, True
+    t0 = time.perf_counter()
+    for step, (x, y) in enumerate(train):
+        _check_batch(x, epoch, step)
+        out = model(x)
+        loss = loss_fn(out, y)
+        value = float(loss.item())
+        if not math.isfinite(value):
+            raise FloatingPointError(f"fit: the loss is {value} at epoch {epoch}, step {step}; "
+                                     "lower the learning rate or check the data")
+        optimizer.zero_grad()
+        loss.backward()
+        if max_grad_norm is not None:
+            from .optim import clip_grad_norm_
+            clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], max_grad_norm)
+        optimizer.step()
+        b = out.shape[0]
+        total += value * b
+        n += b
+        c = _accuracy_count(out, y)
+        has_acc = has_acc and c is not None
+        correct += c or 0
+        if bar is not None:
+            bar.update(1)
+    logs = {"loss": total / max(n, 1), "time": time.perf_counter() - t0}
+    if has_acc and n:
+        logs["accuracy"] = correct / n
+    return logs
