@@ -23,6 +23,7 @@ class _State:
     grad_enabled = True
     fw_levels: list = []      # active forward-mode levels, innermost last
     next_level = 1
+    transform_depth = 0       # > 0 while a function transform (grad, vjp, jvp, ...) runs f
 
 
 STATE = _State()
@@ -397,3 +398,21 @@ class set_grad_enabled(no_grad):
 
 def is_grad_enabled() -> bool:
     return STATE.grad_enabled
+
+
+def in_transform() -> bool:
+    """True while ``f`` is being evaluated by a function transform (grad, vjp, jvp, jacrev,
+    jacfwd, hessian, hvp).  Layers use it to leave their running state (BatchNorm statistics)
+    untouched, since a transform may evaluate ``f`` many times."""
+    return STATE.transform_depth > 0
+
+
+class _TransformScope:
+    def __enter__(self):
+        STATE.transform_depth += 1
+
+    def __exit__(self, *exc):
+        STATE.transform_depth -= 1
+
+
+transform_scope = _TransformScope()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import engine
-from .graph import STATE, Tensor, apply, enable_grad, node_of, wrap
+from .graph import STATE, Tensor, apply, enable_grad, node_of, transform_scope, wrap
 from .pytree import flatten
 
 
@@ -100,7 +100,7 @@ def value_and_grad(f, argnums=0, has_aux=False):
     may be Tensors or nested tuples/lists/dicts of Tensors (gradients have the same structure)."""
     def wrapper(*args):
         args2, watched, structs, nums = _prepare("grad", args, argnums)
-        with enable_grad():
+        with enable_grad(), transform_scope:
             result = f(*args2)
         out, aux = (result if has_aux else (result, None))
         if not isinstance(out, Tensor) or out.data.size != 1:
@@ -138,7 +138,7 @@ def vjp(f, *primals):
     """``(f(*primals), vjp_fn)`` where ``vjp_fn(cotangent)`` returns one gradient per primal.
     ``f`` may return a Tensor or a nested structure of Tensors (cotangents match it)."""
     args, watched, structs, _ = _prepare("vjp", primals, tuple(range(len(primals))))
-    with enable_grad():
+    with enable_grad(), transform_scope:
         out = f(*args)
     outs, _ = flatten(out)
     for o in outs:
@@ -191,7 +191,8 @@ def jvp(f, primals, tangents):
             if len(ps) != len(ts):
                 raise ValueError("jvp: primals and tangents have different structures")
             duals.append(rebuild([_dual(x, tx, level) for x, tx in zip(ps, ts)]))
-        out = f(*duals)
+        with transform_scope:
+            out = f(*duals)
         outs, rebuild_out = flatten(out)
         prim_out, tan_out = [], []
         for o in outs:

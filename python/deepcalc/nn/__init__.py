@@ -2,8 +2,9 @@
 from . import functional, init
 from .layers import GELU, Dropout, Flatten, Identity, Linear, ReLU, Sigmoid, Softmax, Tanh
 from .mlp import MLP
+from .normalization import BatchNorm1d, LayerNorm
 from .module import Module, ModuleList, Parameter, RemovableHandle, Sequential
 
 __all__ = ["Module", "Parameter", "Sequential", "ModuleList", "RemovableHandle", "Linear", "ReLU",
-           "Tanh", "Sigmoid", "GELU", "Softmax", "Identity", "Dropout", "Flatten", "MLP",
+           "Tanh", "Sigmoid", "GELU", "Softmax", "Identity", "Dropout", "Flatten", "MLP", "BatchNorm1d", "LayerNorm",
            "functional", "init"]

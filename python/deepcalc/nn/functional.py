@@ -150,3 +150,69 @@ def mse_loss(pred, target, reduction: str = "mean"):
         raise ValueError(f"mse_loss: prediction shape {pred.shape} != target shape {target.shape}")
     d = pred - target
     return _reduce(d * d, reduction, "mse_loss")
+
+
+def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None,
+               training: bool = False, momentum: float = 0.1, eps: float = 1e-5):
+    """Batch normalization of x (N, C) or (N, C, L) over N (and L) per channel, as torch.
+
+    Training mode normalizes with the batch mean and biased variance and, when running
+    statistics are given, updates them in place: mean <- (1 - momentum) mean + momentum
+    batch_mean, var <- (1 - momentum) var + momentum * unbiased batch variance.  They are left
+    untouched while a function transform (grad, jvp, jacrev, hessian, ...) evaluates the layer.
+    Eval mode normalizes with the running statistics."""
+    from ..autodiff.graph import in_transform
+    from ..ops.norm import batch_norm_train
+    x = as_tensor(x)
+    if x.ndim not in (2, 3):
+        raise ValueError(f"batch_norm: expected x of shape (N, C) or (N, C, L), got {x.shape}")
+    c = x.shape[1]
+    for name, t in (("weight", weight), ("bias", bias), ("running_mean", running_mean),
+                    ("running_var", running_var)):
+        if t is not None and tuple(t.shape) != (c,):
+            raise ValueError(f"batch_norm: x has {c} channels (shape {x.shape}), {name} has "
+                             f"shape {tuple(t.shape)}")
+    if (weight is None) != (bias is None):
+        raise ValueError("batch_norm: weight and bias must both be given or both be None")
+    if training or running_mean is None:
+        m = x.shape[0] * (x.shape[2] if x.ndim == 3 else 1)
+        if m <= 1:
+            raise ValueError(f"batch_norm: expected more than 1 value per channel when "
+                             f"training, got input size {x.shape}")
+        y, mu, invstd = batch_norm_train(x, weight, bias, eps)
+        if running_mean is not None and not in_transform():
+            var_unbiased = (1.0 / (invstd.astype(np.float64) ** 2) - eps) * m / (m - 1)
+            rm, rv = running_mean.data, running_var.data
+            rm *= 1 - momentum
+            rm += momentum * mu.astype(rm.dtype)
+            rv *= 1 - momentum
+            rv += (momentum * var_unbiased).astype(rv.dtype)
+        return y
+    # eval: an affine map with constant scale and shift per channel
+    shape = (c,) if x.ndim == 2 else (1, c, 1)
+    invstd = 1.0 / np.sqrt(np.asarray(running_var.data, np.float64) + eps)
+    scale = wrap((invstd).astype(x.dtype).reshape(shape))
+    shift = wrap((-np.asarray(running_mean.data, np.float64) * invstd).astype(x.dtype).reshape(shape))
+    y = x * scale + shift
+    if weight is not None:
+        y = y * weight.reshape(shape) + bias.reshape(shape)
+    return y
+
+
+def layer_norm(x, normalized_shape=None, weight=None, bias=None, eps: float = 1e-5):
+    """Layer normalization over the last axis (``normalized_shape`` must be that axis' size)."""
+    from ..ops.norm import layer_norm as _ln
+    x = as_tensor(x)
+    c = x.shape[-1] if x.ndim else 0
+    if normalized_shape is not None:
+        ns = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+        if ns != (c,):
+            raise ValueError(f"layer_norm: normalized_shape {ns} must equal the last axis of x "
+                             f"(shape {x.shape}); deepcalc normalizes over the last axis")
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is not None and tuple(t.shape) != (c,):
+            raise ValueError(f"layer_norm: x has {c} features in its last axis (shape {x.shape}), "
+                             f"{name} has shape {tuple(t.shape)}")
+    if (weight is None) != (bias is None):
+        raise ValueError("layer_norm: weight and bias must both be given or both be None")
+    return _ln(x, weight, bias, eps)

@@ -1,0 +1,110 @@
+"""BatchNorm1d (with Santurkar et al.'s noisy variant) and LayerNorm modules."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..autodiff.graph import Tensor, wrap
+from ..creation import default_generator
+from . import functional as F
+from .module import Module, Parameter
+
+
+class BatchNorm1d(Module):
+    """Batch normalization over (N, C) or (N, C, L) inputs, as torch.nn.BatchNorm1d.
+
+    Training mode uses the batch mean and biased variance and updates ``running_mean`` and the
+    unbiased ``running_var`` with ``momentum``; eval mode uses the running statistics.  The
+    running statistics are not updated while a function transform (dc.grad, dc.jacrev,
+    dc.hessian, dc.hvp, dc.jvp, ...) evaluates the layer, so derivatives of a training-mode
+    network leave the module's state as it was.
+
+    ``noise`` turns on the "noisy BatchNorm" of Santurkar et al. (2018, "How does batch
+    normalization help optimization?", section 2.1): after normalization (and the affine map)
+    each activation gets additive noise  m_c + s_c * z  with z ~ N(0, 1) i.i.d. per element,
+    where per feature c the mean m_c ~ U(-noise_mean, noise_mean) and the standard deviation
+    s_c ~ U(noise_std_min, noise_std_max) are redrawn at every training step, so the
+    distribution feeding the next layer shifts from step to step (internal covariate shift by
+    construction).  Draws come from ``generator`` (default: deepcalc's seeded generator).
+    ``last_noise`` holds the (m, s) of the latest step.
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1,
+                 affine: bool = True, track_running_stats: bool = True, dtype=np.float32,
+                 noise: bool = False, noise_mean: float = 0.5, noise_std_min: float = 1.0,
+                 noise_std_max: float = 2.0, generator=None):
+        super().__init__()
+        self.num_features, self.eps, self.momentum = int(num_features), eps, momentum
+        self.affine, self.track_running_stats = affine, track_running_stats
+        if affine:
+            self.weight = Parameter(np.ones(num_features, dtype))
+            self.bias = Parameter(np.zeros(num_features, dtype))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+        if track_running_stats:
+            self.register_buffer("running_mean", Tensor(np.zeros(num_features, dtype)))
+            self.register_buffer("running_var", Tensor(np.ones(num_features, dtype)))
+            self.register_buffer("num_batches_tracked", Tensor(np.zeros((), np.int64)))
+        else:
+            self.register_buffer("running_mean", None)
+            self.register_buffer("running_var", None)
+        self.noise, self.generator = noise, generator
+        self.noise_mean, self.noise_std = noise_mean, (noise_std_min, noise_std_max)
+        self.last_noise = None
+
+    def forward(self, x):
+        from ..autodiff.graph import in_transform
+        if x.ndim not in (2, 3) or x.shape[1] != self.num_features:
+            raise ValueError(f"BatchNorm1d: expected input (N, {self.num_features}) or "
+                             f"(N, {self.num_features}, L), got {tuple(x.shape)}")
+        use_batch = self.training or not self.track_running_stats
+        if self.training and self.track_running_stats and not in_transform():
+            self.num_batches_tracked.data[...] += 1
+        y = F.batch_norm(x, self.running_mean if self.track_running_stats else None,
+                         self.running_var if self.track_running_stats else None,
+                         self.weight, self.bias, use_batch, self.momentum, self.eps)
+        if self.noise and self.training:
+            y = y + self._noise(x.shape, x.dtype)
+        return y
+
+    def _noise(self, shape, dtype):
+        g = self.generator or default_generator()
+        c = self.num_features
+        m = g.uniform(-self.noise_mean, self.noise_mean, c)
+        s = g.uniform(self.noise_std[0], self.noise_std[1], c)
+        self.last_noise = (m, s)
+        bshape = (1, c) if len(shape) == 2 else (1, c, 1)
+        z = g.standard_normal(shape)
+        return wrap((m.reshape(bshape) + s.reshape(bshape) * z).astype(dtype))
+
+    def extra_repr(self):
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
+                f"affine={self.affine}, track_running_stats={self.track_running_stats}"
+                + (", noise=True" if self.noise else ""))
+
+
+class LayerNorm(Module):
+    """Layer normalization over the last axis (size ``normalized_shape``), as torch.nn.LayerNorm."""
+
+    def __init__(self, normalized_shape: int, eps: float = 1e-5, elementwise_affine: bool = True,
+                 dtype=np.float32):
+        super().__init__()
+        if not isinstance(normalized_shape, int):
+            shape = tuple(normalized_shape)
+            if len(shape) != 1:
+                raise ValueError(f"LayerNorm: deepcalc normalizes over the last axis only; got "
+                                 f"normalized_shape {shape}")
+            normalized_shape = shape[0]
+        self.normalized_shape, self.eps = int(normalized_shape), eps
+        if elementwise_affine:
+            self.weight = Parameter(np.ones(normalized_shape, dtype))
+            self.bias = Parameter(np.zeros(normalized_shape, dtype))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+
+    def forward(self, x):
+        return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+
+    def extra_repr(self):
+        return f"{self.normalized_shape}, eps={self.eps}"
