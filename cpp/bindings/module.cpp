@@ -8,6 +8,7 @@ namespace py = pybind11;
 
 namespace deepcalc::bind {
 void bind_softmax(py::module_& m);
+void bind_gemm(py::module_& m);
 }  // namespace deepcalc::bind
 
 PYBIND11_MODULE(_core, m) {
@@ -21,4 +22,5 @@ PYBIND11_MODULE(_core, m) {
         "The best instruction set this CPU and OS support.");
   m.def("cpu_capability_error", [] { return std::string(cpu_capability_error()); });
   bind::bind_softmax(m);
+  bind::bind_gemm(m);
 }
