@@ -11,6 +11,7 @@ void bind_softmax(py::module_& m);
 void bind_special(py::module_& m);
 void bind_norm(py::module_& m);
 void bind_optim(py::module_& m);
+void bind_gemm(py::module_& m);
 }  // namespace deepcalc::bind
 
 PYBIND11_MODULE(_core, m) {
@@ -27,4 +28,5 @@ PYBIND11_MODULE(_core, m) {
   bind::bind_special(m);
   bind::bind_norm(m);
   bind::bind_optim(m);
+  bind::bind_gemm(m);
 }

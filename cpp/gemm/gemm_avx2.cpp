@@ -1,0 +1,22 @@
+// AVX2 instantiation of the packed GEMM (compiled with -mavx2 -mfma): f32 tile 6x16 and f64
+// tile 6x8, 12 ymm accumulators + 2 B vectors + 1 broadcast of the 16 ymm registers.
+#include "gemm/gemm.h"
+#include "gemm/gemm_simd.h"
+#include "gemm/gemm_vec_avx2.h"
+
+namespace deepcalc {
+
+void gemm_f32_avx2(const GemmParams<float>& p, int threads) {
+  gemm_simd::Gemm<gemm256::F32, 6, 2>::run(p, threads);
+}
+void gemm_f64_avx2(const GemmParams<double>& p, int threads) {
+  gemm_simd::Gemm<gemm256::F64, 6, 2>::run(p, threads);
+}
+void act_backward_f32_avx2(const ActBackwardParams<float>& p, int threads) {
+  gemm_simd::act_backward<gemm256::F32>(p, threads);
+}
+void act_backward_f64_avx2(const ActBackwardParams<double>& p, int threads) {
+  gemm_simd::act_backward<gemm256::F64>(p, threads);
+}
+
+}  // namespace deepcalc

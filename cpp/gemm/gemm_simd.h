@@ -1,0 +1,208 @@
+// The packed GEMM driver (cache blocking, packing, OpenMP over tiles, batching) and the fused
+// activation backward, written once over the vector traits V and a register tile MR x NV vectors;
+// instantiated in gemm_avx2.cpp and gemm_avx512.cpp with that file's ISA flags.
+#pragma once
+#include <algorithm>
+#include <cstdlib>
+#include <vector>
+
+#include "gemm/gemm_microkernel.h"
+
+namespace deepcalc::gemm_simd {
+
+using gemm_kernel::Epilogue;
+
+// Cache blocking for Zen 4 (per core: 32 KiB L1d, 1 MiB L2; 32 MiB shared L3), set in bytes so
+// every tile and type gets the same footprint:
+//   KC: a packed B micro-panel (KC x NR) of 64 KiB, i.e. KC = 512 for the 8x32 f32 tile. It does
+//       not fit L1, but Zen 4 runs a 512-bit FMA per cycle (two 256-bit halves), so one 8x32
+//       rank-1 update takes 16 cycles and needs only 160 bytes of A and B, ~10 B/cycle, well
+//       within L2 bandwidth. A long KC amortizes the C tile's load+store (a cache miss per row)
+//       over more FMAs; measured single-thread n = 2048: KC 128 -> 83, 192 -> 100, 384 -> 104-107,
+//       512 -> 108 GFLOP/s (peak 117).
+//   MC: the packed A block (MC x KC, <= 384 KiB, f32 MC = 192) stays in L2 next to the streaming
+//       B micro-panel; both cores read the same A block, each into its own L2.
+//   NC: the packed B block (KC x NC, <= 4 MiB) lives in L3.
+// K, M and N are split into equal blocks (rounded to the tile) so no block is a sliver.
+constexpr int64_t kL1PanelBytes = 64 << 10, kL2BlockBytes = 384 << 10, kL3BlockBytes = 4 << 20;
+
+// Below this many flops one thread is faster than waking a second one.
+constexpr double kSerialFlops = 2.0 * 48 * 48 * 48;
+// Batched GEMMs this small run one whole GEMM per thread instead of splitting each one.
+constexpr double kPerBatchParallelFlops = 2.0 * 160 * 160 * 160;
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+
+// Grow-only 64-byte aligned scratch, one per (calling thread, slot); packed panels live here.
+template <typename T>
+T* scratch(int slot, int64_t count) {
+  struct Buf {
+    void* p = nullptr;
+    size_t bytes = 0;
+    ~Buf() { std::free(p); }
+  };
+  thread_local Buf bufs[2];
+  Buf& b = bufs[slot];
+  const size_t need = round_up(int64_t(count * sizeof(T)) + 64, 64);
+  if (need > b.bytes) {
+    std::free(b.p);
+    b.p = std::aligned_alloc(64, need);
+    b.bytes = need;
+  }
+  return static_cast<T*>(b.p);
+}
+
+template <class V, int MR, int NV>
+struct Gemm {
+  using T = typename V::T;
+  static constexpr int NR = NV * V::width;
+
+  // Pointers of one GEMM of the batch.
+  struct Op {
+    const T* a;
+    const T* b;
+    T* c;
+    T* z;
+  };
+
+  // k == 0: C = act(beta*C + bias) (and z), no products.
+  static void epilogue_only(const GemmParams<T>& p, const Op& o, int threads) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t i = 0; i < p.m; ++i)
+      for (int64_t j = 0; j < p.n; ++j) {
+        T v = p.beta != T(0) ? p.beta * o.c[i * p.ldc + j] : T(0);
+        if (p.bias) v += p.bias[j];
+        if (o.z) o.z[i * p.ldz + j] = v;
+        o.c[i * p.ldc + j] = act_forward(v, p.act);
+      }
+  }
+
+  // Loop nest jc (NC) -> pc (KC) -> ic (MC) -> tiles (jr, ir). B block packed by all threads,
+  // then the A block, then the tiles of the macro-tile split across threads in jr-major order
+  // so that each thread keeps its B micro-panel in L1 across consecutive ir.
+  static void single(const GemmParams<T>& p, const Op& o, int threads) {
+    const int64_t m = p.m, n = p.n, k = p.k;
+    constexpr int64_t kc_cap = kL1PanelBytes / (NR * int64_t(sizeof(T)));
+    constexpr int64_t mc_cap = kL2BlockBytes / (kc_cap * int64_t(sizeof(T)));
+    constexpr int64_t nc_cap = kL3BlockBytes / (kc_cap * int64_t(sizeof(T)));
+    const int64_t kc_step = ceil_div(k, ceil_div(k, kc_cap));
+    const int64_t mc_step = round_up(ceil_div(m, ceil_div(m, mc_cap)), MR);
+    const int64_t nc_step = round_up(ceil_div(n, ceil_div(n, nc_cap)), NR);
+    T* ap = scratch<T>(0, mc_step * kc_step);
+    T* bp = scratch<T>(1, nc_step * kc_step);
+#pragma omp parallel num_threads(threads) if (threads > 1)
+    for (int64_t jc = 0; jc < n; jc += nc_step) {
+      const int64_t nc = std::min(nc_step, n - jc), np = ceil_div(nc, NR);
+      for (int64_t pc = 0; pc < k; pc += kc_step) {
+        const int64_t kc = std::min(kc_step, k - pc);
+#pragma omp for schedule(static)
+        for (int64_t jp = 0; jp < np; ++jp) {
+          const int64_t j = jc + jp * NR;
+          const int cols = int(std::min<int64_t>(NR, n - j));
+          if (p.trans_b) gemm_kernel::pack_rows<T, NR>(o.b + j * p.ldb + pc, p.ldb, cols, kc, bp + jp * NR * kc);
+          else gemm_kernel::pack_cols<T, NR>(o.b + pc * p.ldb + j, p.ldb, cols, kc, bp + jp * NR * kc);
+        }
+        for (int64_t ic = 0; ic < m; ic += mc_step) {
+          const int64_t mc = std::min(mc_step, m - ic), mp = ceil_div(mc, MR);
+#pragma omp for schedule(static)
+          for (int64_t ip = 0; ip < mp; ++ip) {
+            const int64_t i = ic + ip * MR;
+            const int rows = int(std::min<int64_t>(MR, m - i));
+            if (p.trans_a) gemm_kernel::pack_cols<T, MR>(o.a + pc * p.lda + i, p.lda, rows, kc, ap + ip * MR * kc);
+            else gemm_kernel::pack_rows<T, MR>(o.a + i * p.lda + pc, p.lda, rows, kc, ap + ip * MR * kc);
+          }
+          Epilogue<T> e{p.alpha, p.beta, pc == 0, pc + kc == k, nullptr, p.act, nullptr, p.ldz};
+#pragma omp for schedule(static)
+          for (int64_t t = 0; t < np * mp; ++t) {
+            const int64_t jp = t / mp, ip = t % mp;
+            const int64_t i = ic + ip * MR, j = jc + jp * NR;
+            Epilogue<T> et = e;
+            et.bias = p.bias ? p.bias + j : nullptr;
+            et.z = o.z ? o.z + i * p.ldz + j : nullptr;
+            gemm_kernel::microkernel<V, MR, NV>(kc, ap + ip * MR * kc, bp + jp * NR * kc,
+                                                o.c + i * p.ldc + j, p.ldc, int(std::min<int64_t>(MR, m - i)),
+                                                std::min<int64_t>(NR, n - j), et);
+          }
+        }
+      }
+    }
+  }
+
+  static Op op_at(const GemmParams<T>& p, int64_t bt) {
+    return {p.a + bt * p.stride_a, p.b + bt * p.stride_b, p.c + bt * p.stride_c,
+            p.preact ? p.preact + bt * p.stride_z : nullptr};
+  }
+
+  static void run(const GemmParams<T>& p, int threads) {
+    if (p.m == 0 || p.n == 0 || p.batch == 0) return;
+    const double flops = 2.0 * double(p.m) * double(p.n) * double(p.k);
+    if (flops < kSerialFlops) threads = 1;
+    if (p.k == 0) {
+      for (int64_t bt = 0; bt < p.batch; ++bt) epilogue_only(p, op_at(p, bt), threads);
+      return;
+    }
+    if (p.batch > 1 && threads > 1 && flops < kPerBatchParallelFlops) {
+      // one GEMM per thread; each uses its own thread_local packing buffers
+#pragma omp parallel for num_threads(threads) schedule(static)
+      for (int64_t bt = 0; bt < p.batch; ++bt) single(p, op_at(p, bt), 1);
+      return;
+    }
+    for (int64_t bt = 0; bt < p.batch; ++bt) single(p, op_at(p, bt), threads);
+  }
+};
+
+// dz = dy * act'(saved) and, if asked, db = column sums of dz, in one pass over dy.
+// Without db the array is split flat across threads; with db each thread sums its rows into a
+// private row of partial sums, and the partial rows are added column-wise afterwards.
+template <class V>
+void act_backward(const ActBackwardParams<typename V::T>& p, int threads) {
+  using T = typename V::T;
+  using R = typename V::reg;
+  constexpr int W = V::width;
+  auto span = [&](int64_t off, int64_t len, T* colsum) {
+    int64_t j = 0;
+    for (; j + W <= len; j += W) {
+      const R s = p.act == Activation::None ? V::zero() : V::load(p.saved + off + j);
+      const R d = gemm_epilogue::backward<V>(V::load(p.dy + off + j), s, p.act);
+      if (p.dz) V::store(p.dz + off + j, d);
+      if (colsum) V::store(colsum + j, V::add(V::load(colsum + j), d));
+    }
+    if (j < len) {
+      const int64_t r = len - j;
+      const R s = p.act == Activation::None ? V::zero() : V::load_tail(p.saved + off + j, r, 0);
+      const R d = gemm_epilogue::backward<V>(V::load_tail(p.dy + off + j, r, 0), s, p.act);
+      if (p.dz) V::store_tail(p.dz + off + j, d, r);
+      if (colsum) V::store_tail(colsum + j, V::add(V::load_tail(colsum + j, r, 0), d), r);
+    }
+  };
+  const int64_t total = p.rows * p.cols;
+  if (total == 0) {
+    for (int64_t j = 0; p.db && j < p.cols; ++j) p.db[j] = T(0);
+    return;
+  }
+  if (total < 16384) threads = 1;
+  if (!p.db) {
+    const int64_t chunk = round_up(ceil_div(total, 4 * threads), 64);
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t off = 0; off < total; off += chunk) span(off, std::min(chunk, total - off), nullptr);
+    return;
+  }
+  std::vector<T> partial(size_t(threads) * p.cols, T(0));
+#pragma omp parallel num_threads(threads)
+  {
+#pragma omp for schedule(static)
+    for (int t = 0; t < threads; ++t) {
+      const int64_t r0 = p.rows * t / threads, r1 = p.rows * (t + 1) / threads;
+      for (int64_t i = r0; i < r1; ++i) span(i * p.cols, p.cols, partial.data() + t * p.cols);
+    }
+#pragma omp for schedule(static)
+    for (int64_t j = 0; j < p.cols; ++j) {
+      T s = 0;
+      for (int t = 0; t < threads; ++t) s += partial[t * p.cols + j];
+      p.db[j] = s;
+    }
+  }
+}
+
+}  // namespace deepcalc::gemm_simd
