@@ -34,10 +34,13 @@ def linear(x, weight, bias=None, activation=None):
                          f"weight expects {weight.shape[1]}")
     if bias is not None and bias.shape != (weight.shape[0],):
         raise ValueError(f"linear: bias has shape {bias.shape}, expected ({weight.shape[0]},)")
-    y = ops.matmul(x, ops.transpose(weight))
-    if bias is not None:
-        y = y + bias
-    return activation_fn(activation)(y)
+    activation_fn(activation)  # validates the name
+    if x.dtype != weight.dtype or (bias is not None and bias.dtype != weight.dtype):
+        raise TypeError(f"linear: x is {x.dtype}, weight is {weight.dtype}"
+                        + (f", bias is {bias.dtype}" if bias is not None else "")
+                        + "; deepcalc never mixes dtypes silently")
+    from ..ops.linear import linear_act
+    return linear_act(x, weight, bias, activation or "none")
 
 
 def dropout(x, p: float = 0.5, training: bool = True, generator=None):

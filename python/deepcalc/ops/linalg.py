@@ -7,19 +7,40 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _core
 from ..autodiff.graph import TENSOR_TYPES, Primitive, Tensor, apply, needs_graph, wrap
 from ._convert import as_tensor, binary_operands, check_float
 from .shape import reshape, sum_to, swapaxes
 
 
+def _gemm_operand(x: np.ndarray, trans: bool):
+    """(array, trans) in the layout the native GEMM takes: unit stride in the last axis.  A
+    transposed view becomes its row-major base with the flag flipped; anything else is copied."""
+    item = x.itemsize
+    if x.strides[-1] == item and x.strides[-2] > 0:
+        return x, trans
+    if x.strides[-2] == item and x.strides[-1] > 0:
+        return np.swapaxes(x, -1, -2), not trans
+    return np.ascontiguousarray(x), trans
+
+
 def gemm(a: np.ndarray, b: np.ndarray, trans_a: bool = False, trans_b: bool = False) -> np.ndarray:
-    """op(a) @ op(b) for arrays with ndim >= 2 and broadcast batch axes, op(x) = x^T (last two
-    axes) when flagged; transposes are never materialized."""
-    if trans_a:
-        a = np.swapaxes(a, -1, -2)
-    if trans_b:
-        b = np.swapaxes(b, -1, -2)
-    return np.matmul(a, b)
+    """op(a) @ op(b) on the native GEMM (cpp/gemm) for arrays with ndim >= 2 and broadcast
+    batch axes, op(x) = x^T over the last two axes when flagged; transposes are passed to the
+    kernel as flags, never materialized."""
+    if a.size == 0 or b.size == 0:
+        a = np.swapaxes(a, -1, -2) if trans_a else a
+        return np.matmul(a, np.swapaxes(b, -1, -2) if trans_b else b)
+    if a.ndim > 3 or b.ndim > 3:
+        # fold the broadcast batch axes into one
+        batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        a3 = np.broadcast_to(a, batch + a.shape[-2:]).reshape((-1,) + a.shape[-2:])
+        b3 = np.broadcast_to(b, batch + b.shape[-2:]).reshape((-1,) + b.shape[-2:])
+        out = gemm(a3, b3, trans_a, trans_b)
+        return out.reshape(batch + out.shape[-2:])
+    a, trans_a = _gemm_operand(a, trans_a)
+    b, trans_b = _gemm_operand(b, trans_b)
+    return _core.gemm(a, b, trans_a=trans_a, trans_b=trans_b)
 
 
 class MatMul(Primitive):
