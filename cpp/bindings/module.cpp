@@ -9,6 +9,8 @@ namespace py = pybind11;
 namespace deepcalc::bind {
 void bind_softmax(py::module_& m);
 void bind_special(py::module_& m);
+void bind_norm(py::module_& m);
+void bind_optim(py::module_& m);
 }  // namespace deepcalc::bind
 
 PYBIND11_MODULE(_core, m) {
@@ -23,4 +25,6 @@ PYBIND11_MODULE(_core, m) {
   m.def("cpu_capability_error", [] { return std::string(cpu_capability_error()); });
   bind::bind_softmax(m);
   bind::bind_special(m);
+  bind::bind_norm(m);
+  bind::bind_optim(m);
 }

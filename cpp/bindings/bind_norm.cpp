@@ -1,0 +1,259 @@
+// Bindings for BatchNorm / LayerNorm: validate shapes and dtypes, allocate outputs, release the GIL
+// and call the float32 dispatch (or the float64 reference kernels). The Python autodiff layer
+// calls these names; the contract of each is in its docstring.
+#include <pybind11/stl.h>
+
+#include <optional>
+
+#include "bindings/checks.h"
+#include "common/threads.h"
+#include "norm/norm.h"
+
+namespace deepcalc::bind {
+namespace {
+
+using OptArray = std::optional<py::array>;
+
+// The kernels for one dtype: float32 picks the ISA path, float64 runs the reference.
+template <typename T> struct NormKernels;
+template <> struct NormKernels<float> {
+  static auto bn_train() { return batchnorm_forward_train_f32(); }
+  static auto bn_eval() { return batchnorm_forward_eval_f32(); }
+  static auto bn_backward() { return batchnorm_backward_f32(); }
+  static auto ln_forward() { return layernorm_forward_f32(); }
+  static auto ln_backward() { return layernorm_backward_f32(); }
+};
+template <> struct NormKernels<double> {
+  static auto bn_train() { return &batchnorm_forward_train_ref<double>; }
+  static auto bn_eval() { return &batchnorm_forward_eval_ref<double>; }
+  static auto bn_backward() { return &batchnorm_backward_ref<double>; }
+  static auto ln_forward() { return &layernorm_forward_ref<double>; }
+  static auto ln_backward() { return &layernorm_backward_ref<double>; }
+};
+
+template <typename T> const T* cptr(const py::array& a) { return static_cast<const T*>(a.data()); }
+template <typename T> T* mptr(py::array& a) { return static_cast<T*>(a.mutable_data()); }
+template <typename T> const T* cptr(const OptArray& a) { return a ? cptr<T>(*a) : nullptr; }
+
+py::array empty_of(const py::array& like, std::vector<py::ssize_t> shape) {
+  return py::array(like.dtype(), shape);
+}
+
+// A per-channel / per-feature vector: same dtype as x, contiguous, shape (C,).
+// `what` describes x's C, e.g. "channels" or "features in its last axis".
+void require_vector(const char* op, const char* arg, const py::array& v, const py::array& x,
+                    int64_t C, const char* what) {
+  require_same_dtype(op, arg, v, "x", x);
+  if (v.ndim() != 1 || v.shape(0) != C)
+    throw py::value_error(std::string(op) + ": x has " + std::to_string(C) + " " + what + " (shape " +
+                          shape_str(x) + "), " + arg + " has " +
+                          (v.ndim() == 1 ? std::to_string(v.shape(0)) : "shape " + shape_str(v)));
+  require_contiguous(op, arg, v);
+}
+
+// BatchNorm input: float, C-contiguous, (N, C) or (N, C, L); returns N, C, L.
+void bn_input(const char* op, const py::array& x, int64_t& N, int64_t& C, int64_t& L) {
+  require_float(op, "x", x);
+  if (x.ndim() != 2 && x.ndim() != 3)
+    throw py::value_error(std::string(op) + ": x must be (N, C) or (N, C, L), got shape " + shape_str(x));
+  require_contiguous(op, "x", x);
+  N = x.shape(0), C = x.shape(1), L = x.ndim() == 3 ? x.shape(2) : 1;
+}
+
+template <typename T>
+py::tuple bn_train_impl(const py::array& x, const OptArray& gamma, const OptArray& beta, double eps,
+                        int64_t N, int64_t C, int64_t L) {
+  py::array y = empty_like(x), mean = empty_of(x, {py::ssize_t(C)}), invstd = empty_of(x, {py::ssize_t(C)});
+  {
+    py::gil_scoped_release nogil;
+    ThreadBudget budget;
+    NormKernels<T>::bn_train()(cptr<T>(x), cptr<T>(gamma), cptr<T>(beta), mptr<T>(y), mptr<T>(mean),
+                               mptr<T>(invstd), N, C, L, eps, budget.threads());
+  }
+  return py::make_tuple(y, mean, invstd);
+}
+
+py::tuple batchnorm_forward_train(const py::array& x, const OptArray& gamma, const OptArray& beta,
+                                  double eps) {
+  const char* op = "batchnorm";
+  int64_t N, C, L;
+  bn_input(op, x, N, C, L);
+  if (gamma) require_vector(op, "gamma", *gamma, x, C, "channels");
+  if (beta) require_vector(op, "beta", *beta, x, C, "channels");
+  if (N * L <= 1)
+    throw py::value_error(std::string(op) + ": Expected more than 1 value per channel when training, got input size " +
+                          shape_str(x));
+  if (!(eps >= 0)) throw py::value_error(std::string(op) + ": eps must be >= 0, got " + std::to_string(eps));
+  return is_f32(x) ? bn_train_impl<float>(x, gamma, beta, eps, N, C, L)
+                   : bn_train_impl<double>(x, gamma, beta, eps, N, C, L);
+}
+
+template <typename T>
+py::array bn_eval_impl(const py::array& x, const py::array& rm, const py::array& rv,
+                       const OptArray& gamma, const OptArray& beta, double eps, int64_t N, int64_t C,
+                       int64_t L) {
+  py::array y = empty_like(x);
+  if (x.size() == 0) return y;
+  py::gil_scoped_release nogil;
+  ThreadBudget budget;
+  NormKernels<T>::bn_eval()(cptr<T>(x), cptr<T>(rm), cptr<T>(rv), cptr<T>(gamma), cptr<T>(beta),
+                            mptr<T>(y), N, C, L, eps, budget.threads());
+  return y;
+}
+
+py::array batchnorm_forward_eval(const py::array& x, const py::array& running_mean,
+                                 const py::array& running_var, const OptArray& gamma,
+                                 const OptArray& beta, double eps) {
+  const char* op = "batchnorm_eval";
+  int64_t N, C, L;
+  bn_input(op, x, N, C, L);
+  require_vector(op, "running_mean", running_mean, x, C, "channels");
+  require_vector(op, "running_var", running_var, x, C, "channels");
+  if (gamma) require_vector(op, "gamma", *gamma, x, C, "channels");
+  if (beta) require_vector(op, "beta", *beta, x, C, "channels");
+  if (!(eps >= 0)) throw py::value_error(std::string(op) + ": eps must be >= 0, got " + std::to_string(eps));
+  return is_f32(x) ? bn_eval_impl<float>(x, running_mean, running_var, gamma, beta, eps, N, C, L)
+                   : bn_eval_impl<double>(x, running_mean, running_var, gamma, beta, eps, N, C, L);
+}
+
+template <typename T>
+py::tuple bn_backward_impl(const py::array& dy, const py::array& x, const py::array& mean,
+                           const py::array& invstd, const OptArray& gamma, int64_t N, int64_t C,
+                           int64_t L) {
+  py::array dx = empty_like(x);
+  py::object dgamma = py::none(), dbeta = py::none();
+  T *pg = nullptr, *pb = nullptr;
+  if (gamma) {
+    py::array g = empty_of(x, {py::ssize_t(C)}), b = empty_of(x, {py::ssize_t(C)});
+    pg = mptr<T>(g), pb = mptr<T>(b);
+    dgamma = g, dbeta = b;
+  }
+  {
+    py::gil_scoped_release nogil;
+    ThreadBudget budget;
+    NormKernels<T>::bn_backward()(cptr<T>(dy), cptr<T>(x), cptr<T>(mean), cptr<T>(invstd),
+                                  cptr<T>(gamma), mptr<T>(dx), pg, pb, N, C, L, budget.threads());
+  }
+  return py::make_tuple(dx, dgamma, dbeta);
+}
+
+py::tuple batchnorm_backward(const py::array& dy, const py::array& x, const py::array& mean,
+                             const py::array& invstd, const OptArray& gamma) {
+  const char* op = "batchnorm_backward";
+  int64_t N, C, L;
+  bn_input(op, x, N, C, L);
+  require_same_dtype(op, "dy", dy, "x", x);
+  require_same_shape(op, "dy", dy, "x", x);
+  require_contiguous(op, "dy", dy);
+  require_vector(op, "mean", mean, x, C, "channels");
+  require_vector(op, "invstd", invstd, x, C, "channels");
+  if (gamma) require_vector(op, "gamma", *gamma, x, C, "channels");
+  if (N * L == 0) throw py::value_error(std::string(op) + ": x " + shape_str(x) + " has no values per channel");
+  return is_f32(x) ? bn_backward_impl<float>(dy, x, mean, invstd, gamma, N, C, L)
+                   : bn_backward_impl<double>(dy, x, mean, invstd, gamma, N, C, L);
+}
+
+// LayerNorm input: float, C-contiguous, at least 1-D with a non-empty last axis; returns rows, C.
+void ln_input(const char* op, const py::array& x, int64_t& R, int64_t& C) {
+  require_float(op, "x", x);
+  if (x.ndim() == 0 || x.shape(x.ndim() - 1) == 0)
+    throw py::value_error(std::string(op) + ": x must have a non-empty last axis, got shape " + shape_str(x));
+  require_contiguous(op, "x", x);
+  C = x.shape(x.ndim() - 1);
+  R = int64_t(x.size()) / C;
+}
+
+std::vector<py::ssize_t> row_shape(const py::array& x) {
+  return std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim() - 1);
+}
+
+template <typename T>
+py::tuple ln_forward_impl(const py::array& x, const OptArray& gamma, const OptArray& beta, double eps,
+                          int64_t R, int64_t C) {
+  py::array y = empty_like(x), mean = empty_of(x, row_shape(x)), invstd = empty_of(x, row_shape(x));
+  {
+    py::gil_scoped_release nogil;
+    ThreadBudget budget;
+    NormKernels<T>::ln_forward()(cptr<T>(x), cptr<T>(gamma), cptr<T>(beta), mptr<T>(y), mptr<T>(mean),
+                                 mptr<T>(invstd), R, C, eps, budget.threads());
+  }
+  return py::make_tuple(y, mean, invstd);
+}
+
+py::tuple layernorm_forward(const py::array& x, const OptArray& gamma, const OptArray& beta, double eps) {
+  const char* op = "layernorm";
+  int64_t R, C;
+  ln_input(op, x, R, C);
+  if (gamma) require_vector(op, "gamma", *gamma, x, C, "features in its last axis");
+  if (beta) require_vector(op, "beta", *beta, x, C, "features in its last axis");
+  if (!(eps >= 0)) throw py::value_error(std::string(op) + ": eps must be >= 0, got " + std::to_string(eps));
+  return is_f32(x) ? ln_forward_impl<float>(x, gamma, beta, eps, R, C)
+                   : ln_forward_impl<double>(x, gamma, beta, eps, R, C);
+}
+
+template <typename T>
+py::tuple ln_backward_impl(const py::array& dy, const py::array& x, const py::array& mean,
+                           const py::array& invstd, const OptArray& gamma, int64_t R, int64_t C) {
+  py::array dx = empty_like(x);
+  py::object dgamma = py::none(), dbeta = py::none();
+  T *pg = nullptr, *pb = nullptr;
+  if (gamma) {
+    py::array g = empty_of(x, {py::ssize_t(C)}), b = empty_of(x, {py::ssize_t(C)});
+    pg = mptr<T>(g), pb = mptr<T>(b);
+    dgamma = g, dbeta = b;
+  }
+  {
+    py::gil_scoped_release nogil;
+    ThreadBudget budget;
+    NormKernels<T>::ln_backward()(cptr<T>(dy), cptr<T>(x), cptr<T>(mean), cptr<T>(invstd),
+                                  cptr<T>(gamma), mptr<T>(dx), pg, pb, R, C, budget.threads());
+  }
+  return py::make_tuple(dx, dgamma, dbeta);
+}
+
+py::tuple layernorm_backward(const py::array& dy, const py::array& x, const py::array& mean,
+                             const py::array& invstd, const OptArray& gamma) {
+  const char* op = "layernorm_backward";
+  int64_t R, C;
+  ln_input(op, x, R, C);
+  require_same_dtype(op, "dy", dy, "x", x);
+  require_same_shape(op, "dy", dy, "x", x);
+  require_contiguous(op, "dy", dy);
+  for (const auto& [name, a] : {std::pair<const char*, const py::array&>{"mean", mean}, {"invstd", invstd}}) {
+    require_same_dtype(op, name, a, "x", x);
+    if (a.size() != R || a.ndim() != x.ndim() - 1)
+      throw py::value_error(std::string(op) + ": " + name + " has shape " + shape_str(a) +
+                            ", expected x.shape[:-1] of x " + shape_str(x));
+    require_contiguous(op, name, a);
+  }
+  if (gamma) require_vector(op, "gamma", *gamma, x, C, "features in its last axis");
+  return is_f32(x) ? ln_backward_impl<float>(dy, x, mean, invstd, gamma, R, C)
+                   : ln_backward_impl<double>(dy, x, mean, invstd, gamma, R, C);
+}
+
+}  // namespace
+
+void bind_norm(py::module_& m) {
+  m.def("batchnorm_forward_train", &batchnorm_forward_train, py::arg("x"), py::arg("gamma"),
+        py::arg("beta"), py::arg("eps"),
+        "BatchNorm with batch statistics. x is (N, C) or (N, C, L), C-contiguous float32/float64;\n"
+        "gamma/beta are (C,) or None. Returns (y, mean, invstd): mean and invstd = 1/sqrt(var + eps)\n"
+        "per channel over N and L (biased var); y = (x - mean) * invstd * gamma + beta.");
+  m.def("batchnorm_forward_eval", &batchnorm_forward_eval, py::arg("x"), py::arg("running_mean"),
+        py::arg("running_var"), py::arg("gamma"), py::arg("beta"), py::arg("eps"),
+        "BatchNorm with running statistics: y = (x - running_mean) / sqrt(running_var + eps) * gamma + beta.");
+  m.def("batchnorm_backward", &batchnorm_backward, py::arg("dy"), py::arg("x"), py::arg("mean"),
+        py::arg("invstd"), py::arg("gamma"),
+        "Training-mode BatchNorm backward through the batch statistics. Returns (dx, dgamma, dbeta);\n"
+        "dgamma = sum(dy * xhat), dbeta = sum(dy) per channel, both None when gamma is None.");
+  m.def("layernorm_forward", &layernorm_forward, py::arg("x"), py::arg("gamma"), py::arg("beta"),
+        py::arg("eps"),
+        "LayerNorm over the last axis (size C) of a C-contiguous float array; gamma/beta (C,) or None.\n"
+        "Returns (y, mean, invstd) with mean/invstd shaped x.shape[:-1].");
+  m.def("layernorm_backward", &layernorm_backward, py::arg("dy"), py::arg("x"), py::arg("mean"),
+        py::arg("invstd"), py::arg("gamma"),
+        "LayerNorm backward. Returns (dx, dgamma, dbeta); dgamma/dbeta are reduced over all rows and\n"
+        "are None when gamma is None.");
+}
+
+}  // namespace deepcalc::bind

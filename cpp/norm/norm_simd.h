@@ -1,0 +1,480 @@
+// SIMD BatchNorm / LayerNorm float32 kernels written once over a vector-traits type V
+// (vec_avx2.h / vec_avx512.h), instantiated in norm_avx2.cpp and norm_avx512.cpp.
+// Statistics: one pass of shifted sums (see norm_pivot in norm.h), f32 lanes folded into double.
+#pragma once
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "norm/norm.h"
+
+namespace deepcalc::norm_simd {
+
+// f32 partial sums take at most kFold adds per lane before they are folded into double, so a
+// partial carries at most ~kFold ulps of rounding whatever N is (mean 1e4, N = 1e6 stays exact
+// to ~1e-7). For (N, C) BatchNorm this is also the row-chunk height.
+constexpr int kFold = 64;
+// (N, C) BatchNorm: a thread reduces a block of at most kBlock channels down all N rows; the
+// block's accumulators (a few KiB) stay in L1 while rows stream through.
+constexpr int64_t kBlock = 256;
+
+template <class V>
+double lanes_sum(typename V::reg v) {
+  alignas(64) float t[V::width];
+  V::store(t, v);
+  double s = 0;
+  for (int i = 0; i < V::width; ++i) s += t[i];
+  return s;
+}
+
+// Two running sums (a, b) in f32 lanes, folded into double (A, B) every kFold vector adds.
+template <class V>
+struct PairSums {
+  typename V::reg a = V::zero(), b = V::zero();
+  int pending = 0;
+  double A = 0, B = 0;
+  void fold() {
+    A += lanes_sum<V>(a);
+    B += lanes_sum<V>(b);
+    a = b = V::zero();
+    pending = 0;
+  }
+  void tick() {
+    if (++pending == kFold) fold();
+  }
+};
+
+// s.a += x - p, s.b += (x - p)^2 over n contiguous values (tail lanes read p, adding 0).
+template <class V>
+void add_moments(PairSums<V>& s, const float* x, int64_t n, float p) {
+  const typename V::reg vp = V::set1(p);
+  int64_t j = 0;
+  for (; j <= n - V::width; j += V::width, s.tick()) {
+    const typename V::reg d = V::sub(V::load(x + j), vp);
+    s.a = V::add(s.a, d);
+    s.b = V::fmadd(d, d, s.b);
+  }
+  if (j < n) {
+    const typename V::reg d = V::sub(V::load_tail(x + j, n - j, p), vp);
+    s.a = V::add(s.a, d);
+    s.b = V::fmadd(d, d, s.b);
+    s.tick();
+  }
+}
+
+// s.a += dy, s.b += dy * (x - mean) over n contiguous values (tail lanes read dy = 0).
+template <class V>
+void add_grad_sums(PairSums<V>& s, const float* dy, const float* x, int64_t n, float mean) {
+  const typename V::reg vm = V::set1(mean);
+  int64_t j = 0;
+  for (; j <= n - V::width; j += V::width, s.tick()) {
+    const typename V::reg g = V::load(dy + j);
+    s.a = V::add(s.a, g);
+    s.b = V::fmadd(g, V::sub(V::load(x + j), vm), s.b);
+  }
+  if (j < n) {
+    const typename V::reg g = V::load_tail(dy + j, n - j, 0.f);
+    s.a = V::add(s.a, g);
+    s.b = V::fmadd(g, V::sub(V::load_tail(x + j, n - j, 0.f), vm), s.b);
+    s.tick();
+  }
+}
+
+// Per-channel coefficients of the forward map y = ((x - mhi) - mlo) * scale + shift. The mean is
+// split into float hi + lo parts: x - mhi is exact near the mean (Sterbenz), so a mean of 1e4
+// with std 1 costs no digits of y (a single rounded f32 mean would cost ~5e-4 relative).
+struct AffineCoef {
+  float mhi, mlo, scale, shift;
+};
+inline AffineCoef forward_coef(double pivot, double s1, double s2, double m, double eps,
+                               const float* gamma, const float* beta, int64_t c, float& mean,
+                               float& invstd) {
+  double mu, is;
+  finish_stats(pivot, s1, s2, m, eps, mu, is);
+  mean = float(mu);
+  invstd = float(is);
+  return {float(mu), float(mu - double(float(mu))), float(is * (gamma ? double(gamma[c]) : 1.0)),
+          beta ? beta[c] : 0.f};
+}
+
+// Backward as dx = (x - mean) * kx + (dy * kdy + k0): with k = gamma*invstd and M values,
+// dx = k*(dy - sdy/M - xhat*sum(dy*xhat)/M), xhat = (x-mean)*invstd, sum(dy*xhat) = sdyx*invstd.
+struct GradCoef {
+  float kdy, kx, k0;
+};
+inline GradCoef backward_coef(double sdy, double sdyx, double m, float invstd, float gamma) {
+  const double is = invstd, k = double(gamma) * is;
+  return {float(k), float(-k * is * is * sdyx / m), float(-k * sdy / m)};
+}
+
+// y = ((x - c.mhi) - c.mlo) * c.scale + c.shift over n contiguous values.
+template <class V>
+void write_forward(const float* x, float* y, int64_t n, AffineCoef c) {
+  const typename V::reg hi = V::set1(c.mhi), lo = V::set1(c.mlo), sc = V::set1(c.scale),
+                        sh = V::set1(c.shift);
+  int64_t j = 0;
+  for (; j <= n - V::width; j += V::width)
+    V::store(y + j, V::fmadd(V::sub(V::sub(V::load(x + j), hi), lo), sc, sh));
+  if (j < n)
+    V::store_tail(y + j, V::fmadd(V::sub(V::sub(V::load_tail(x + j, n - j, 0.f), hi), lo), sc, sh),
+                  n - j);
+}
+
+// dx = (x - mean) * c.kx + (dy * c.kdy + c.k0) over n contiguous values.
+template <class V>
+void write_backward(const float* dy, const float* x, float* dx, int64_t n, float mean, GradCoef c) {
+  const typename V::reg vm = V::set1(mean), kdy = V::set1(c.kdy), kx = V::set1(c.kx), k0 = V::set1(c.k0);
+  int64_t j = 0;
+  for (; j <= n - V::width; j += V::width)
+    V::store(dx + j, V::fmadd(V::sub(V::load(x + j), vm), kx, V::fmadd(V::load(dy + j), kdy, k0)));
+  if (j < n) {
+    const typename V::reg xv = V::load_tail(x + j, n - j, 0.f), g = V::load_tail(dy + j, n - j, 0.f);
+    V::store_tail(dx + j, V::fmadd(V::sub(xv, vm), kx, V::fmadd(g, kdy, k0)), n - j);
+  }
+}
+
+// Channel-block width for the (N, C) layout: an even share of C per thread, whole vectors,
+// at most kBlock.
+template <class V>
+int64_t block_width(int64_t C, int threads) {
+  const int64_t share = (C + threads - 1) / threads;
+  return std::min<int64_t>(kBlock, (share + V::width - 1) / V::width * V::width);
+}
+
+// One row segment of a channel block: acc_a[j] += f(j), acc_b[j] += g(j) for j < w, where
+// step(j, tail_n) returns the pair of vectors for channels j.. (tail lanes must contribute 0).
+template <class V, class Step>
+void accumulate_row(float* acc_a, float* acc_b, int64_t w, Step step) {
+  int64_t j = 0;
+  for (; j <= w - V::width; j += V::width) {
+    typename V::reg a, b;
+    step(j, V::width, a, b);
+    V::store(acc_a + j, V::add(V::load(acc_a + j), a));
+    V::store(acc_b + j, V::add(V::load(acc_b + j), b));
+  }
+  if (j < w) {
+    typename V::reg a, b;
+    step(j, w - j, a, b);
+    V::store(acc_a + j, V::add(V::load(acc_a + j), a));
+    V::store(acc_b + j, V::add(V::load(acc_b + j), b));
+  }
+}
+
+// Reduces sums (a, b) down rows [0, N) of a channel block: f32 sums over chunks of kFold rows,
+// folded into double (A, B). step as in accumulate_row, given the row pointer offset n*C.
+template <class V, class Step>
+void reduce_block_rows(int64_t N, int64_t C, int64_t w, double* A, double* B, Step step) {
+  alignas(64) float a[kBlock], b[kBlock];
+  std::fill(A, A + w, 0.0);
+  std::fill(B, B + w, 0.0);
+  for (int64_t n0 = 0; n0 < N; n0 += kFold) {
+    std::fill(a, a + kBlock, 0.f);
+    std::fill(b, b + kBlock, 0.f);
+    const int64_t n1 = std::min<int64_t>(N, n0 + kFold);
+    for (int64_t n = n0; n < n1; ++n)
+      accumulate_row<V>(a, b, w, [&](int64_t j, int64_t k, typename V::reg& ra, typename V::reg& rb) {
+        step(n * C + j, j, k, ra, rb);
+      });
+    for (int64_t j = 0; j < w; ++j) {
+      A[j] += a[j];
+      B[j] += b[j];
+    }
+  }
+}
+
+// x, y are (N, C); channels [c0, c0 + w) of gamma/beta/mean/invstd (C). The block is reduced
+// down all N rows, then written; for N*w*4 bytes beyond L2 the second read comes from L3.
+template <class V>
+void bn_forward_block(const float* x, const float* gamma, const float* beta, float* y, float* mean,
+                      float* invstd, int64_t N, int64_t C, int64_t c0, int64_t w, double eps) {
+  alignas(64) float piv[kBlock] = {}, hi[kBlock] = {}, lo[kBlock] = {}, sc[kBlock] = {}, sh[kBlock] = {};
+  double S1[kBlock], S2[kBlock];
+  for (int64_t j = 0; j < w; ++j) piv[j] = float(norm_pivot(x + c0 + j, N, C));
+  reduce_block_rows<V>(N, C, w, S1, S2, [&](int64_t off, int64_t j, int64_t k, typename V::reg& a,
+                                            typename V::reg& b) {
+    // tail lanes: x reads 0 and piv is 0 there, so d = 0
+    const typename V::reg d = V::sub(V::load_tail(x + c0 + off, k, 0.f), V::load(piv + j));
+    a = d;
+    b = V::mul(d, d);
+  });
+  for (int64_t j = 0; j < w; ++j) {
+    const AffineCoef cf = forward_coef(piv[j], S1[j], S2[j], double(N), eps, gamma, beta, c0 + j,
+                                       mean[c0 + j], invstd[c0 + j]);
+    hi[j] = cf.mhi, lo[j] = cf.mlo, sc[j] = cf.scale, sh[j] = cf.shift;
+  }
+  for (int64_t n = 0; n < N; ++n) {
+    const float* xr = x + n * C + c0;
+    float* yr = y + n * C + c0;
+    int64_t j = 0;
+    auto yv = [&](typename V::reg xv) {
+      return V::fmadd(V::sub(V::sub(xv, V::load(hi + j)), V::load(lo + j)), V::load(sc + j), V::load(sh + j));
+    };
+    for (; j <= w - V::width; j += V::width) V::store(yr + j, yv(V::load(xr + j)));
+    if (j < w) V::store_tail(yr + j, yv(V::load_tail(xr + j, w - j, 0.f)), w - j);
+  }
+}
+
+// dy, x, dx are (N, C); channels [c0, c0 + w) of mean/invstd/gamma/dgamma/dbeta (C).
+template <class V>
+void bn_backward_block(const float* dy, const float* x, const float* mean, const float* invstd,
+                       const float* gamma, float* dx, float* dgamma, float* dbeta, int64_t N,
+                       int64_t C, int64_t c0, int64_t w) {
+  alignas(64) float mu[kBlock] = {}, kdy[kBlock] = {}, kx[kBlock] = {}, k0[kBlock] = {};
+  double Sdy[kBlock], Sdyx[kBlock];
+  std::copy(mean + c0, mean + c0 + w, mu);
+  reduce_block_rows<V>(N, C, w, Sdy, Sdyx, [&](int64_t off, int64_t j, int64_t k, typename V::reg& a,
+                                               typename V::reg& b) {
+    a = V::load_tail(dy + c0 + off, k, 0.f);  // tail lanes: dy = 0 contributes nothing
+    b = V::mul(a, V::sub(V::load_tail(x + c0 + off, k, 0.f), V::load(mu + j)));
+  });
+  for (int64_t j = 0; j < w; ++j) {
+    const int64_t c = c0 + j;
+    if (dgamma) dgamma[c] = float(Sdyx[j] * double(invstd[c]));
+    if (dbeta) dbeta[c] = float(Sdy[j]);
+    const GradCoef cf = backward_coef(Sdy[j], Sdyx[j], double(N), invstd[c], gamma ? gamma[c] : 1.f);
+    kdy[j] = cf.kdy, kx[j] = cf.kx, k0[j] = cf.k0;
+  }
+  for (int64_t n = 0; n < N; ++n) {
+    const float *xr = x + n * C + c0, *gr = dy + n * C + c0;
+    float* dr = dx + n * C + c0;
+    int64_t j = 0;
+    auto dxv = [&](typename V::reg xv, typename V::reg g) {
+      return V::fmadd(V::sub(xv, V::load(mu + j)), V::load(kx + j), V::fmadd(g, V::load(kdy + j), V::load(k0 + j)));
+    };
+    for (; j <= w - V::width; j += V::width) V::store(dr + j, dxv(V::load(xr + j), V::load(gr + j)));
+    if (j < w)
+      V::store_tail(dr + j, dxv(V::load_tail(xr + j, w - j, 0.f), V::load_tail(gr + j, w - j, 0.f)), w - j);
+  }
+}
+
+// x, y are (N, C, L), gamma/beta/mean/invstd are (C). L == 1: channel blocks per thread,
+// vectorized across channels; L > 1: channels per thread, vectorized along L.
+template <class V>
+void batchnorm_forward_train(const float* x, const float* gamma, const float* beta, float* y,
+                             float* mean, float* invstd, int64_t N, int64_t C, int64_t L, double eps,
+                             int threads) {
+  if (L == 1) {
+    const int64_t w = block_width<V>(C, threads), blocks = (C + w - 1) / w;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t b = 0; b < blocks; ++b)
+      bn_forward_block<V>(x, gamma, beta, y, mean, invstd, N, C, b * w, std::min(w, C - b * w), eps);
+    return;
+  }
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t c = 0; c < C; ++c) {
+    const float p = float(norm_pivot(x + c * L, N, C * L));
+    PairSums<V> s;
+    for (int64_t n = 0; n < N; ++n) add_moments<V>(s, x + (n * C + c) * L, L, p);
+    s.fold();
+    const AffineCoef cf = forward_coef(p, s.A, s.B, double(N * L), eps, gamma, beta, c, mean[c], invstd[c]);
+    for (int64_t n = 0; n < N; ++n) write_forward<V>(x + (n * C + c) * L, y + (n * C + c) * L, L, cf);
+  }
+}
+
+// x, y are (N, C, L); running_mean/var, gamma/beta are (C). One pass, y = (x - rm) * scale + shift.
+template <class V>
+void batchnorm_forward_eval(const float* x, const float* running_mean, const float* running_var,
+                            const float* gamma, const float* beta, float* y, int64_t N, int64_t C,
+                            int64_t L, double eps, int threads) {
+  std::vector<AffineCoef> cf(C);
+  for (int64_t c = 0; c < C; ++c)
+    cf[c] = {running_mean[c], 0.f,
+             float((gamma ? double(gamma[c]) : 1.0) / std::sqrt(double(running_var[c]) + eps)),
+             beta ? beta[c] : 0.f};
+  if (L == 1) {  // rows of C channels: gather the coefficients into lane-friendly arrays
+    std::vector<float> rm(C), sc(C), sh(C);
+    for (int64_t c = 0; c < C; ++c) rm[c] = cf[c].mhi, sc[c] = cf[c].scale, sh[c] = cf[c].shift;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t n = 0; n < N; ++n) {
+      const float* xr = x + n * C;
+      float* yr = y + n * C;
+      int64_t j = 0;
+      for (; j <= C - V::width; j += V::width)
+        V::store(yr + j, V::fmadd(V::sub(V::load(xr + j), V::load(&rm[j])), V::load(&sc[j]), V::load(&sh[j])));
+      for (; j < C; ++j) yr[j] = (xr[j] - rm[j]) * sc[j] + sh[j];
+    }
+    return;
+  }
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t nc = 0; nc < N * C; ++nc) write_forward<V>(x + nc * L, y + nc * L, L, cf[nc % C]);
+}
+
+// dy, x, dx are (N, C, L); mean/invstd/gamma, dgamma/dbeta are (C). Two passes over memory:
+// reduce sum(dy), sum(dy*(x-mean)) per channel, then write dx.
+template <class V>
+void batchnorm_backward(const float* dy, const float* x, const float* mean, const float* invstd,
+                        const float* gamma, float* dx, float* dgamma, float* dbeta, int64_t N,
+                        int64_t C, int64_t L, int threads) {
+  if (L == 1) {
+    const int64_t w = block_width<V>(C, threads), blocks = (C + w - 1) / w;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t b = 0; b < blocks; ++b)
+      bn_backward_block<V>(dy, x, mean, invstd, gamma, dx, dgamma, dbeta, N, C, b * w,
+                           std::min(w, C - b * w));
+    return;
+  }
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t c = 0; c < C; ++c) {
+    PairSums<V> s;
+    for (int64_t n = 0; n < N; ++n)
+      add_grad_sums<V>(s, dy + (n * C + c) * L, x + (n * C + c) * L, L, mean[c]);
+    s.fold();
+    if (dgamma) dgamma[c] = float(s.B * double(invstd[c]));
+    if (dbeta) dbeta[c] = float(s.A);
+    const GradCoef cf = backward_coef(s.A, s.B, double(N * L), invstd[c], gamma ? gamma[c] : 1.f);
+    for (int64_t n = 0; n < N; ++n) {
+      const int64_t off = (n * C + c) * L;
+      write_backward<V>(dy + off, x + off, dx + off, L, mean[c], cf);
+    }
+  }
+}
+
+// x, y are (R, C); gamma/beta are (C) or null; mean/invstd are (R). Rows per thread; each row
+// is reduced and then written while it is still in L1.
+template <class V>
+void layernorm_forward(const float* x, const float* gamma, const float* beta, float* y, float* mean,
+                       float* invstd, int64_t R, int64_t C, double eps, int threads) {
+  using reg = typename V::reg;
+  const std::vector<float> ones(gamma ? 0 : C, 1.f), zeros(beta ? 0 : C, 0.f);
+  const float* g = gamma ? gamma : ones.data();
+  const float* b = beta ? beta : zeros.data();
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t r = 0; r < R; ++r) {
+    const float* xr = x + r * C;
+    float* yr = y + r * C;
+    const float p = float(norm_pivot(xr, C, 1));
+    PairSums<V> s;
+    add_moments<V>(s, xr, C, p);
+    s.fold();
+    double mu, is;
+    finish_stats(p, s.A, s.B, double(C), eps, mu, is);
+    mean[r] = float(mu);
+    invstd[r] = float(is);
+    // y = ((x - hi) - lo) * invstd * gamma + beta, hi + lo = mean as in AffineCoef
+    const reg hi = V::set1(float(mu)), lo = V::set1(float(mu - double(float(mu)))), vis = V::set1(float(is));
+    int64_t j = 0;
+    for (; j <= C - V::width; j += V::width)
+      V::store(yr + j, V::fmadd(V::mul(V::sub(V::sub(V::load(xr + j), hi), lo), vis), V::load(g + j), V::load(b + j)));
+    if (j < C) {
+      const int64_t k = C - j;
+      const reg xh = V::mul(V::sub(V::sub(V::load_tail(xr + j, k, 0.f), hi), lo), vis);
+      V::store_tail(yr + j, V::fmadd(xh, V::load_tail(g + j, k, 0.f), V::load_tail(b + j, k, 0.f)), k);
+    }
+  }
+}
+
+// One row of (R, C): dx = invstd*(g - mean(g) - xhat*mean(g*xhat)) with g = gamma*dy, the means
+// over the row's C values. Adds dy*xhat and dy into the thread's f32 partials pg, pb if non-null.
+template <class V>
+void ln_backward_row(const float* dy, const float* x, float mean, float invstd, const float* gamma,
+                     float* dx, float* pg, float* pb, int64_t C) {
+  using reg = typename V::reg;
+  const reg vm = V::set1(mean), vis = V::set1(invstd);
+  // lanes j.. (k of them; tail lanes read dy = 0 so they add nothing): xhat and g
+  auto load = [&](int64_t j, int64_t k, reg& dyv, reg& xh, reg& gv) {
+    const bool full = k == V::width;
+    dyv = full ? V::load(dy + j) : V::load_tail(dy + j, k, 0.f);
+    xh = V::mul(V::sub(full ? V::load(x + j) : V::load_tail(x + j, k, 0.f), vm), vis);
+    gv = V::mul(dyv, full ? V::load(gamma + j) : V::load_tail(gamma + j, k, 0.f));
+  };
+  PairSums<V> s;  // a: sum(g), b: sum(g * xhat)
+  for (int64_t j = 0; j < C; j += V::width, s.tick()) {
+    const int64_t k = std::min<int64_t>(V::width, C - j);
+    reg dyv, xh, gv;
+    load(j, k, dyv, xh, gv);
+    s.a = V::add(s.a, gv);
+    s.b = V::fmadd(gv, xh, s.b);
+    if (!pg) continue;
+    if (k == V::width) {
+      V::store(pg + j, V::fmadd(dyv, xh, V::load(pg + j)));
+      V::store(pb + j, V::add(V::load(pb + j), dyv));
+    } else {
+      V::store_tail(pg + j, V::fmadd(dyv, xh, V::load_tail(pg + j, k, 0.f)), k);
+      V::store_tail(pb + j, V::add(V::load_tail(pb + j, k, 0.f), dyv), k);
+    }
+  }
+  s.fold();
+  // dx = g*invstd + xhat*(-invstd*mean(g*xhat)) + (-invstd*mean(g))
+  const reg kx = V::set1(float(-double(invstd) * s.B / double(C)));
+  const reg k0 = V::set1(float(-double(invstd) * s.A / double(C)));
+  for (int64_t j = 0; j < C; j += V::width) {
+    const int64_t k = std::min<int64_t>(V::width, C - j);
+    reg dyv, xh, gv;
+    load(j, k, dyv, xh, gv);
+    const reg d = V::fmadd(gv, vis, V::fmadd(xh, kx, k0));
+    if (k == V::width) V::store(dx + j, d);
+    else V::store_tail(dx + j, d, k);
+  }
+}
+
+// dy, x, dx are (R, C); mean/invstd are (R); gamma, dgamma/dbeta are (C). Rows per thread;
+// dgamma/dbeta are per-thread f32 partials folded into double every kFold rows, then summed
+// over threads after the parallel region (no atomics, no shared writes in the row loop).
+template <class V>
+void layernorm_backward(const float* dy, const float* x, const float* mean, const float* invstd,
+                        const float* gamma, float* dx, float* dgamma, float* dbeta, int64_t R,
+                        int64_t C, int threads) {
+  const std::vector<float> ones(gamma ? 0 : C, 1.f);
+  const float* g = gamma ? gamma : ones.data();
+  const bool want = dgamma || dbeta;
+  std::vector<float> part32(want ? size_t(threads) * 2 * C : 0);
+  std::vector<double> part64(part32.size());
+#pragma omp parallel num_threads(threads)
+  {
+    const size_t t = size_t(omp_get_thread_num());
+    float* pg = want ? part32.data() + t * 2 * C : nullptr;
+    float* pb = want ? pg + C : nullptr;
+    double* acc = want ? part64.data() + t * 2 * C : nullptr;
+    auto fold = [&] {
+      for (int64_t j = 0; j < 2 * C; ++j) acc[j] += pg[j], pg[j] = 0.f;
+    };
+    int pending = 0;
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < R; ++r) {
+      ln_backward_row<V>(dy + r * C, x + r * C, mean[r], invstd[r], g, dx + r * C, pg, pb, C);
+      if (want && ++pending == kFold) fold(), pending = 0;
+    }
+    if (want) fold();
+  }
+  for (int64_t j = 0; want && j < C; ++j) {
+    double sg = 0, sb = 0;
+    for (int t = 0; t < threads; ++t) sg += part64[size_t(t) * 2 * C + j], sb += part64[size_t(t) * 2 * C + C + j];
+    if (dgamma) dgamma[j] = float(sg);
+    if (dbeta) dbeta[j] = float(sb);
+  }
+}
+
+}  // namespace deepcalc::norm_simd
+
+// Defines the float32 entry points declared in norm.h for one instruction set (norm_<isa>.cpp).
+#define DEEPCALC_NORM_DEFINE(isa, V)                                                                \
+  void batchnorm_forward_train_f32_##isa(const float* x, const float* gamma, const float* beta,     \
+                                         float* y, float* mean, float* invstd, int64_t N,           \
+                                         int64_t C, int64_t L, double eps, int threads) {           \
+    norm_simd::batchnorm_forward_train<V>(x, gamma, beta, y, mean, invstd, N, C, L, eps, threads);  \
+  }                                                                                                 \
+  void batchnorm_forward_eval_f32_##isa(const float* x, const float* rm, const float* rv,           \
+                                        const float* gamma, const float* beta, float* y, int64_t N, \
+                                        int64_t C, int64_t L, double eps, int threads) {            \
+    norm_simd::batchnorm_forward_eval<V>(x, rm, rv, gamma, beta, y, N, C, L, eps, threads);         \
+  }                                                                                                 \
+  void batchnorm_backward_f32_##isa(const float* dy, const float* x, const float* mean,             \
+                                    const float* invstd, const float* gamma, float* dx,             \
+                                    float* dgamma, float* dbeta, int64_t N, int64_t C, int64_t L,   \
+                                    int threads) {                                                  \
+    norm_simd::batchnorm_backward<V>(dy, x, mean, invstd, gamma, dx, dgamma, dbeta, N, C, L,        \
+                                     threads);                                                      \
+  }                                                                                                 \
+  void layernorm_forward_f32_##isa(const float* x, const float* gamma, const float* beta, float* y, \
+                                   float* mean, float* invstd, int64_t R, int64_t C, double eps,    \
+                                   int threads) {                                                   \
+    norm_simd::layernorm_forward<V>(x, gamma, beta, y, mean, invstd, R, C, eps, threads);           \
+  }                                                                                                 \
+  void layernorm_backward_f32_##isa(const float* dy, const float* x, const float* mean,             \
+                                    const float* invstd, const float* gamma, float* dx,             \
+                                    float* dgamma, float* dbeta, int64_t R, int64_t C,              \
+                                    int threads) {                                                  \
+    norm_simd::layernorm_backward<V>(dy, x, mean, invstd, gamma, dx, dgamma, dbeta, R, C, threads); \
+  }

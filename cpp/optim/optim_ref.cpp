@@ -1,0 +1,53 @@
+// Scalar reference Adam/AdamW and SGD steps, templated over float and double. Each line mirrors
+// one torch op of the single-tensor implementation, in torch's order, in the parameter's precision.
+#include <cmath>
+
+#include "optim/optim.h"
+
+namespace deepcalc {
+
+// param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq are (n)
+template <typename T>
+void adam_step_ref(T* param, const T* grad, T* exp_avg, T* exp_avg_sq, T* max_exp_avg_sq, int64_t n,
+                   const AdamScalars<T>& s, int threads) {
+#pragma omp parallel for num_threads(threads) schedule(static) if (n >= kOptimParallelMin)
+  for (int64_t i = 0; i < n; ++i) {
+    T p = param[i] * s.decay;                     // AdamW: param.mul_(1 - lr*wd)
+    const T g = s.wd != T(0) ? grad[i] + s.wd * p : grad[i];  // Adam: grad.add(param, alpha=wd)
+    T m = exp_avg[i];
+    m = s.lerp_w < T(0.5) ? m + s.lerp_w * (g - m) : g - (g - m) * (T(1) - s.lerp_w);  // lerp_
+    T v = exp_avg_sq[i] * s.beta2;                // mul_(beta2)
+    v = v + s.one_minus_beta2 * g * g;            // addcmul_(g, g, value=1-beta2)
+    T vhat = v;
+    if (max_exp_avg_sq) vhat = max_exp_avg_sq[i] = max_exp_avg_sq[i] > v ? max_exp_avg_sq[i] : v;
+    const T denom = std::sqrt(vhat) / s.bc2_sqrt + s.eps;
+    param[i] = p + s.neg_step_size * m / denom;   // addcdiv_(m, denom, value=-step_size)
+    exp_avg[i] = m;
+    exp_avg_sq[i] = v;
+  }
+}
+
+// param, grad, momentum_buffer are (n)
+template <typename T>
+void sgd_step_ref(T* param, const T* grad, T* momentum_buffer, int64_t n, const SgdScalars<T>& s,
+                  int threads) {
+#pragma omp parallel for num_threads(threads) schedule(static) if (n >= kOptimParallelMin)
+  for (int64_t i = 0; i < n; ++i) {
+    T g = s.wd != T(0) ? grad[i] + s.wd * param[i] : grad[i];  // grad.add(param, alpha=wd)
+    if (s.use_momentum) {
+      T b = s.first_step ? g : momentum_buffer[i] * s.momentum + s.one_minus_dampening * g;
+      momentum_buffer[i] = b;
+      g = s.nesterov ? g + s.momentum * b : b;
+    }
+    param[i] = param[i] + s.neg_lr * g;           // param.add_(g, alpha=-lr)
+  }
+}
+
+template void adam_step_ref<float>(float*, const float*, float*, float*, float*, int64_t,
+                                   const AdamScalars<float>&, int);
+template void adam_step_ref<double>(double*, const double*, double*, double*, double*, int64_t,
+                                    const AdamScalars<double>&, int);
+template void sgd_step_ref<float>(float*, const float*, float*, int64_t, const SgdScalars<float>&, int);
+template void sgd_step_ref<double>(double*, const double*, double*, int64_t, const SgdScalars<double>&, int);
+
+}  // namespace deepcalc
