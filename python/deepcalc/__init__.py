@@ -17,6 +17,8 @@ from .ops import (abs, add, astype, broadcast_to, clip, concatenate, div, erf, e
                   softmax, sqrt, squeeze, stack, std, sub, sum, swapaxes, tanh, transpose, var,
                   where)
 from . import func, testing
+from . import data, optim
+from .serialization import load, save
 
 __version__ = "0.1.0"
 
@@ -52,7 +54,7 @@ __all__ = [
     "Tensor", "tensor", "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled",
     "manual_seed", "set_num_threads", "get_num_threads", "cpu_capability",
     "grad", "value_and_grad", "vjp", "jvp", "jacrev", "jacfwd", "hessian", "hvp",
-    "jacobian_logdet", "autograd_grad", "func", "testing",
+    "jacobian_logdet", "autograd_grad", "func", "testing", "optim", "data", "save", "load",
     "zeros", "ones", "full", "zeros_like", "ones_like", "arange", "eye", "randn", "rand",
     "abs", "add", "astype", "broadcast_to", "clip", "concatenate", "div", "erf", "exp",
     "expand_dims", "flatten", "gelu", "inv", "log", "log_softmax", "logsumexp", "matmul", "max",
