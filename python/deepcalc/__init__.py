@@ -16,7 +16,8 @@ from .ops import (abs, add, astype, broadcast_to, clip, concatenate, div, erf, e
                   min, minimum, mul, neg, permute, pow, relu, reshape, sigmoid, sign, slogdet,
                   softmax, sqrt, squeeze, stack, std, sub, sum, swapaxes, tanh, transpose, var,
                   where)
-from . import func, nn, testing
+from . import data, func, nn, optim, testing, train
+from .serialization import load, save
 
 __version__ = "0.1.0"
 
@@ -52,7 +53,8 @@ __all__ = [
     "Tensor", "tensor", "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled",
     "manual_seed", "set_num_threads", "get_num_threads", "cpu_capability",
     "grad", "value_and_grad", "vjp", "jvp", "jacrev", "jacfwd", "hessian", "hvp",
-    "jacobian_logdet", "autograd_grad", "func", "nn", "testing",
+    "jacobian_logdet", "autograd_grad", "func", "nn", "testing", "optim", "data", "train",
+    "save", "load",
     "zeros", "ones", "full", "zeros_like", "ones_like", "arange", "eye", "randn", "rand",
     "abs", "add", "astype", "broadcast_to", "clip", "concatenate", "div", "erf", "exp",
     "expand_dims", "flatten", "gelu", "inv", "log", "log_softmax", "logsumexp", "matmul", "max",

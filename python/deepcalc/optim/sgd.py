@@ -1,0 +1,51 @@
+"""SGD with momentum, dampening, weight decay and Nesterov momentum (torch.optim.SGD semantics),
+stepping each parameter with the fused native kernel ``_core.sgd_step``."""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _core
+from ..autodiff.graph import no_grad
+from .optimizer import Optimizer, check_float, grad_array, inplace_view
+
+
+class SGD(Optimizer):
+    """``g = grad + wd*p; buf = momentum*buf + (1-dampening)*g`` (``buf = g`` on the first step);
+    ``g = g + momentum*buf`` (Nesterov) or ``g = buf``; ``p -= lr*g``."""
+
+    def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
+                 nesterov=False):
+        if lr < 0.0:
+            raise ValueError(f"SGD: invalid learning rate {lr}, must be >= 0")
+        if momentum < 0.0:
+            raise ValueError(f"SGD: invalid momentum {momentum}, must be >= 0")
+        if weight_decay < 0.0:
+            raise ValueError(f"SGD: invalid weight_decay {weight_decay}, must be >= 0")
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError(f"SGD: Nesterov momentum requires momentum > 0 and dampening 0, "
+                             f"got momentum {momentum}, dampening {dampening}")
+        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
+                                      weight_decay=weight_decay, nesterov=nesterov))
+
+    def step(self):
+        with no_grad():
+            for group in self.param_groups:
+                momentum = float(group["momentum"])
+                for p in group["params"]:
+                    if p.grad is None:
+                        continue
+                    check_float(p, "SGD")
+                    g = grad_array(p, "SGD")
+                    buf, first = None, True
+                    if momentum != 0.0:  # torch keeps no state without momentum
+                        state = self.state.setdefault(p, {})
+                        buf = state.get("momentum_buffer")
+                        first = buf is None
+                        if first:  # the kernel copies g into it on the first step
+                            buf = state["momentum_buffer"] = np.empty_like(g)
+                    with inplace_view(p) as data:
+                        _core.sgd_step(data, g, buf,
+                                       float(group["lr"]), momentum, float(group["dampening"]),
+                                       float(group["weight_decay"]), bool(group["nesterov"]),
+                                       first)
+        return None
