@@ -31,6 +31,10 @@ def _build_parser():
     t.add_argument("--momentum", type=float, default=0.9, help="for sgd / rmsprop")
     t.add_argument("--weight-decay", type=float, default=0.0)
     t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument("--label-smoothing", type=float, default=0.1,
+                   help="cross-entropy label smoothing (classification)")
+    t.add_argument("--no-standardize", action="store_true",
+                   help="feed raw features instead of standardizing with training statistics")
     t.add_argument("--epochs", type=int, default=30)
     t.add_argument("--schedule", default="none", choices=["none", "cosine", "step"])
     t.add_argument("--seed", type=int, default=0)
@@ -52,9 +56,9 @@ def _datasets(args):
             raise SystemExit("deepcalc train: --dataset mnist needs --data-dir DIR with the IDX files")
         train, test = data.load_mnist(args.data_dir)
         return train, test, "classification"
-    train = data.teacher_regression(2048, 16, 4, seed=args.seed)
-    test = data.teacher_regression(512, 16, 4, seed=args.seed, sample_seed=args.seed + 1)
-    return train, test, "regression"
+    full = data.teacher_regression(2560, 16, 4, seed=args.seed)
+    x, y = full.arrays
+    return data.TensorDataset(x[:2048], y[:2048]), data.TensorDataset(x[2048:], y[2048:]), "regression"
 
 
 def _optimizer(args, params):
@@ -72,7 +76,7 @@ def _optimizer(args, params):
 def train_command(args) -> int:
     import deepcalc as dc
     from . import data, optim
-    from .nn import MLP
+    from .nn import MLP, Sequential, Standardize
     from .nn import functional as F
     from .train import evaluate, fit
 
@@ -84,11 +88,16 @@ def train_command(args) -> int:
     in_dim = int(np.prod(np.shape(x0)))
     if task == "classification":
         n_classes = int(np.max(train_set.arrays[1])) + 1
-        out_dim, loss_fn = n_classes, F.cross_entropy
+        out_dim = n_classes
+
+        def loss_fn(out, y):
+            return F.cross_entropy(out, y, label_smoothing=args.label_smoothing)
     else:
         out_dim, loss_fn = int(np.shape(y0)[-1]), F.mse_loss
     hidden = [int(h) for h in args.hidden.split(",") if h.strip()]
     model = MLP([in_dim, *hidden, out_dim], activation=args.activation, init=args.init)
+    if not args.no_standardize:
+        model = Sequential(Standardize.fit(train_set.arrays[0].reshape(len(train_set), -1)), model)
     opt = _optimizer(args, model.parameters())
     sched = None
     if args.schedule == "cosine":

@@ -104,3 +104,23 @@ class Dropout(Module):
 class Flatten(Module):
     def forward(self, x):
         return x.reshape(x.shape[0], -1)
+
+
+class Standardize(Module):
+    """(x - mean) / std with fixed per-feature statistics held as buffers (so checkpoints carry
+    them); ``Standardize.fit(x)`` computes them from training data."""
+
+    def __init__(self, mean, std):
+        super().__init__()
+        from ..autodiff.graph import Tensor
+        self.register_buffer("mean", Tensor(np.asarray(mean)))
+        self.register_buffer("std", Tensor(np.asarray(std)))
+
+    @classmethod
+    def fit(cls, x, eps: float = 1e-2, dtype=np.float32):
+        """Statistics of ``x`` (N, features); ``eps`` keeps constant features finite."""
+        x = np.asarray(getattr(x, "data", x), np.float64)
+        return cls(x.mean(axis=0).astype(dtype), (x.std(axis=0) + eps).astype(dtype))
+
+    def forward(self, x):
+        return (x - self.mean) / self.std
