@@ -16,9 +16,10 @@ namespace deepcalc::norm_simd {
 // partial carries at most ~kFold ulps of rounding whatever N is (mean 1e4, N = 1e6 stays exact
 // to ~1e-7). For (N, C) BatchNorm this is also the row-chunk height.
 constexpr int kFold = 64;
-// (N, C) BatchNorm: a thread reduces a block of at most kBlock channels down all N rows; the
-// block's accumulators (a few KiB) stay in L1 while rows stream through.
-constexpr int64_t kBlock = 256;
+// (N, C) BatchNorm: f32 partials for at most kBlock channels (8 KiB) stay in L1 while rows stream.
+constexpr int64_t kBlock = 1024;
+// Rows of software prefetch distance in (N, C) BatchNorm.
+constexpr int64_t kAhead = 8;
 
 template <class V>
 double lanes_sum(typename V::reg v) {
@@ -135,131 +136,158 @@ void write_backward(const float* dy, const float* x, float* dx, int64_t n, float
   }
 }
 
-// Channel-block width for the (N, C) layout: an even share of C per thread, whole vectors,
-// at most kBlock.
-template <class V>
-int64_t block_width(int64_t C, int threads) {
-  const int64_t share = (C + threads - 1) / threads;
-  return std::min<int64_t>(kBlock, (share + V::width - 1) / V::width * V::width);
-}
+// (N, C) BatchNorm gives each thread one contiguous channel range (C / threads, whole vectors)
+// and streams all N rows of it: per row a thread reads one long contiguous piece (2 KiB at
+// C = 1024, 2 threads), which the prefetchers follow; no partial sums cross threads, so the only
+// synchronisation is the join at the end (barriers cost a time slice when cores are shared).
+// Measured: 256-channel blocks (1 KiB pieces, one row at a time) ran 2x slower.
 
-// One row segment of a channel block: acc_a[j] += f(j), acc_b[j] += g(j) for j < w, where
-// step(j, tail_n) returns the pair of vectors for channels j.. (tail lanes must contribute 0).
-template <class V, class Step>
-void accumulate_row(float* acc_a, float* acc_b, int64_t w, Step step) {
-  int64_t j = 0;
-  for (; j <= w - V::width; j += V::width) {
-    typename V::reg a, b;
-    step(j, V::width, a, b);
-    V::store(acc_a + j, V::add(V::load(acc_a + j), a));
-    V::store(acc_b + j, V::add(V::load(acc_b + j), b));
-  }
-  if (j < w) {
-    typename V::reg a, b;
-    step(j, w - j, a, b);
-    V::store(acc_a + j, V::add(V::load(acc_a + j), a));
-    V::store(acc_b + j, V::add(V::load(acc_b + j), b));
-  }
-}
-
-// Reduces sums (a, b) down rows [0, N) of a channel block: f32 sums over chunks of kFold rows,
-// folded into double (A, B). step as in accumulate_row, given the row pointer offset n*C.
-template <class V, class Step>
-void reduce_block_rows(int64_t N, int64_t C, int64_t w, double* A, double* B, Step step) {
+// Per-thread (N, C) reduction: adds to A[c], B[c] (double) the sums over rows [n0, n1) and
+// channels [cb, ce) of the vector pair (a, b) = pair(ld, n*C + c, c, a, b) for channels c.. (ld is a full or a
+// masked load; masked lanes must contribute 0). f32 partials live in L1 for a block of kBlock
+// channels and kFold rows; four rows are added in registers before touching them.
+template <class V, class Pair>
+void reduce_rows(int64_t n0, int64_t n1, int64_t C, int64_t cb, int64_t ce, double* A, double* B,
+                 const float* s0, const float* s1, Pair pair) {
+  using reg = typename V::reg;
+  // Software prefetch kAhead rows down: each row contributes only a short piece of its page,
+  // too little for the hardware stream prefetcher to ramp up. s0, s1 (or null) are the inputs.
+  auto prefetch = [&](int64_t n, int rows, int64_t c) {
+    for (int i = 0; i < rows && n + i < n1; ++i) {
+      __builtin_prefetch(s0 + (n + i) * C + c);
+      if (s1) __builtin_prefetch(s1 + (n + i) * C + c);
+    }
+  };
+  auto full = [](const float* p, int64_t) { return V::load(p); };
+  auto tail = [](const float* p, int64_t k) { return V::load_tail(p, k, 0.f); };
   alignas(64) float a[kBlock], b[kBlock];
-  std::fill(A, A + w, 0.0);
-  std::fill(B, B + w, 0.0);
-  for (int64_t n0 = 0; n0 < N; n0 += kFold) {
-    std::fill(a, a + kBlock, 0.f);
-    std::fill(b, b + kBlock, 0.f);
-    const int64_t n1 = std::min<int64_t>(N, n0 + kFold);
-    for (int64_t n = n0; n < n1; ++n)
-      accumulate_row<V>(a, b, w, [&](int64_t j, int64_t k, typename V::reg& ra, typename V::reg& rb) {
-        step(n * C + j, j, k, ra, rb);
-      });
-    for (int64_t j = 0; j < w; ++j) {
-      A[j] += a[j];
-      B[j] += b[j];
+  for (int64_t c0 = cb; c0 < ce; c0 += kBlock) {
+    const int64_t w = std::min(kBlock, ce - c0);
+    for (int64_t r0 = n0; r0 < n1; r0 += kFold) {
+      const int64_t r1 = std::min<int64_t>(n1, r0 + kFold);
+      std::fill(a, a + kBlock, 0.f);
+      std::fill(b, b + kBlock, 0.f);
+      auto add_rows = [&](int64_t n, int rows, auto ld, int64_t j, int64_t k) {
+        reg sa, sb, ta, tb;
+        prefetch(n + kAhead, rows, c0 + j);
+        pair(ld, n * C + c0 + j, c0 + j, k, sa, sb);
+        for (int i = 1; i < rows; ++i) {
+          pair(ld, (n + i) * C + c0 + j, c0 + j, k, ta, tb);
+          sa = V::add(sa, ta);
+          sb = V::add(sb, tb);
+        }
+        V::store(a + j, V::add(V::load(a + j), sa));
+        V::store(b + j, V::add(V::load(b + j), sb));
+      };
+      for (int64_t n = r0; n < r1; n += 4) {
+        const int rows = int(std::min<int64_t>(4, r1 - n));
+        int64_t j = 0;
+        for (; j <= w - V::width; j += V::width) add_rows(n, rows, full, j, V::width);
+        if (j < w) add_rows(n, rows, tail, j, w - j);
+      }
+      for (int64_t j = 0; j < w; ++j) A[c0 + j] += a[j], B[c0 + j] += b[j];
     }
   }
 }
 
-// x, y are (N, C); channels [c0, c0 + w) of gamma/beta/mean/invstd (C). The block is reduced
-// down all N rows, then written; for N*w*4 bytes beyond L2 the second read comes from L3.
+// Channels [cb, ce) of this thread: C split in whole vectors, the last range takes the rest.
 template <class V>
-void bn_forward_block(const float* x, const float* gamma, const float* beta, float* y, float* mean,
-                      float* invstd, int64_t N, int64_t C, int64_t c0, int64_t w, double eps) {
-  alignas(64) float piv[kBlock] = {}, hi[kBlock] = {}, lo[kBlock] = {}, sc[kBlock] = {}, sh[kBlock] = {};
-  double S1[kBlock], S2[kBlock];
-  for (int64_t j = 0; j < w; ++j) piv[j] = float(norm_pivot(x + c0 + j, N, C));
-  reduce_block_rows<V>(N, C, w, S1, S2, [&](int64_t off, int64_t j, int64_t k, typename V::reg& a,
-                                            typename V::reg& b) {
-    // tail lanes: x reads 0 and piv is 0 there, so d = 0
-    const typename V::reg d = V::sub(V::load_tail(x + c0 + off, k, 0.f), V::load(piv + j));
-    a = d;
-    b = V::mul(d, d);
-  });
-  for (int64_t j = 0; j < w; ++j) {
-    const AffineCoef cf = forward_coef(piv[j], S1[j], S2[j], double(N), eps, gamma, beta, c0 + j,
-                                       mean[c0 + j], invstd[c0 + j]);
-    hi[j] = cf.mhi, lo[j] = cf.mlo, sc[j] = cf.scale, sh[j] = cf.shift;
-  }
-  for (int64_t n = 0; n < N; ++n) {
-    const float* xr = x + n * C + c0;
-    float* yr = y + n * C + c0;
-    int64_t j = 0;
-    auto yv = [&](typename V::reg xv) {
-      return V::fmadd(V::sub(V::sub(xv, V::load(hi + j)), V::load(lo + j)), V::load(sc + j), V::load(sh + j));
+void thread_channels(int64_t C, int64_t& cb, int64_t& ce) {
+  const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+  const int64_t vecs = (C + V::width - 1) / V::width;
+  cb = std::min(C, vecs * t / nt * V::width);
+  ce = std::min(C, vecs * (t + 1) / nt * V::width);
+}
+
+// x, y are (N, C); gamma/beta/mean/invstd are (C). Each thread reduces its channels down all
+// rows, then writes them (for N*C*4 bytes beyond L2 the second read of x comes from L3/DRAM).
+template <class V>
+void bn_forward_rows(const float* x, const float* gamma, const float* beta, float* y, float* mean,
+                     float* invstd, int64_t N, int64_t C, double eps, int threads) {
+  using reg = typename V::reg;
+  const int64_t Cp = C + V::width;  // padded: masked tail lanes read 0 from the pad
+  std::vector<float> piv(Cp, 0.f), hi(Cp, 0.f), lo(Cp, 0.f), sc(Cp, 0.f), sh(Cp, 0.f);
+  std::vector<double> S1(C, 0.0), S2(C, 0.0);
+#pragma omp parallel num_threads(threads)
+  {
+    int64_t cb, ce;
+    thread_channels<V>(C, cb, ce);
+    for (int64_t c = cb; c < ce; ++c) piv[c] = float(norm_pivot(x + c, N, C));
+    const float* pv = piv.data();
+    reduce_rows<V>(0, N, C, cb, ce, S1.data(), S2.data(), x, nullptr, [=](auto ld, int64_t off, int64_t c, int64_t k, reg& a, reg& b) {
+      a = V::sub(ld(x + off, k), V::load(pv + c));
+      b = V::mul(a, a);
+    });
+    for (int64_t c = cb; c < ce; ++c) {
+      const AffineCoef cf = forward_coef(piv[c], S1[c], S2[c], double(N), eps, gamma, beta, c, mean[c], invstd[c]);
+      hi[c] = cf.mhi, lo[c] = cf.mlo, sc[c] = cf.scale, sh[c] = cf.shift;
+    }
+    auto yv = [ph = hi.data(), pl = lo.data(), ps = sc.data(), pt = sh.data()](reg xv, int64_t j) {
+      return V::fmadd(V::sub(V::sub(xv, V::load(ph + j)), V::load(pl + j)), V::load(ps + j), V::load(pt + j));
     };
-    for (; j <= w - V::width; j += V::width) V::store(yr + j, yv(V::load(xr + j)));
-    if (j < w) V::store_tail(yr + j, yv(V::load_tail(xr + j, w - j, 0.f)), w - j);
+    for (int64_t n = 0; n < N; ++n) {
+      const float* xr = x + n * C;
+      float* yr = y + n * C;
+      int64_t j = cb;
+      for (; j <= ce - V::width; j += V::width) {
+        if (n + kAhead < N) __builtin_prefetch(xr + kAhead * C + j);
+        V::store(yr + j, yv(V::load(xr + j), j));
+      }
+      if (j < ce) V::store_tail(yr + j, yv(V::load_tail(xr + j, ce - j, 0.f), j), ce - j);
+    }
   }
 }
 
-// dy, x, dx are (N, C); channels [c0, c0 + w) of mean/invstd/gamma/dgamma/dbeta (C).
+// dy, x, dx are (N, C); mean/invstd/gamma, dgamma/dbeta are (C). Same channel split as forward.
 template <class V>
-void bn_backward_block(const float* dy, const float* x, const float* mean, const float* invstd,
-                       const float* gamma, float* dx, float* dgamma, float* dbeta, int64_t N,
-                       int64_t C, int64_t c0, int64_t w) {
-  alignas(64) float mu[kBlock] = {}, kdy[kBlock] = {}, kx[kBlock] = {}, k0[kBlock] = {};
-  double Sdy[kBlock], Sdyx[kBlock];
-  std::copy(mean + c0, mean + c0 + w, mu);
-  reduce_block_rows<V>(N, C, w, Sdy, Sdyx, [&](int64_t off, int64_t j, int64_t k, typename V::reg& a,
-                                               typename V::reg& b) {
-    a = V::load_tail(dy + c0 + off, k, 0.f);  // tail lanes: dy = 0 contributes nothing
-    b = V::mul(a, V::sub(V::load_tail(x + c0 + off, k, 0.f), V::load(mu + j)));
-  });
-  for (int64_t j = 0; j < w; ++j) {
-    const int64_t c = c0 + j;
-    if (dgamma) dgamma[c] = float(Sdyx[j] * double(invstd[c]));
-    if (dbeta) dbeta[c] = float(Sdy[j]);
-    const GradCoef cf = backward_coef(Sdy[j], Sdyx[j], double(N), invstd[c], gamma ? gamma[c] : 1.f);
-    kdy[j] = cf.kdy, kx[j] = cf.kx, k0[j] = cf.k0;
-  }
-  for (int64_t n = 0; n < N; ++n) {
-    const float *xr = x + n * C + c0, *gr = dy + n * C + c0;
-    float* dr = dx + n * C + c0;
-    int64_t j = 0;
-    auto dxv = [&](typename V::reg xv, typename V::reg g) {
-      return V::fmadd(V::sub(xv, V::load(mu + j)), V::load(kx + j), V::fmadd(g, V::load(kdy + j), V::load(k0 + j)));
+void bn_backward_rows(const float* dy, const float* x, const float* mean, const float* invstd,
+                      const float* gamma, float* dx, float* dgamma, float* dbeta, int64_t N,
+                      int64_t C, int threads) {
+  using reg = typename V::reg;
+  const int64_t Cp = C + V::width;
+  std::vector<float> mu(Cp, 0.f), kdy(Cp, 0.f), kx(Cp, 0.f), k0(Cp, 0.f);
+  std::copy(mean, mean + C, mu.begin());
+  std::vector<double> Sdy(C, 0.0), Sdyx(C, 0.0);
+#pragma omp parallel num_threads(threads)
+  {
+    int64_t cb, ce;
+    thread_channels<V>(C, cb, ce);
+    const float* pm = mu.data();
+    reduce_rows<V>(0, N, C, cb, ce, Sdy.data(), Sdyx.data(), dy, x, [=](auto ld, int64_t off, int64_t c, int64_t k, reg& a, reg& b) {
+      a = ld(dy + off, k);  // masked lanes: dy = 0 contributes nothing
+      b = V::mul(a, V::sub(ld(x + off, k), V::load(pm + c)));
+    });
+    for (int64_t c = cb; c < ce; ++c) {
+      if (dgamma) dgamma[c] = float(Sdyx[c] * double(invstd[c]));
+      if (dbeta) dbeta[c] = float(Sdy[c]);
+      const GradCoef cf = backward_coef(Sdy[c], Sdyx[c], double(N), invstd[c], gamma ? gamma[c] : 1.f);
+      kdy[c] = cf.kdy, kx[c] = cf.kx, k0[c] = cf.k0;
+    }
+    auto dxv = [pm, px = kx.data(), pd = kdy.data(), p0 = k0.data()](reg xv, reg g, int64_t j) {
+      return V::fmadd(V::sub(xv, V::load(pm + j)), V::load(px + j), V::fmadd(g, V::load(pd + j), V::load(p0 + j)));
     };
-    for (; j <= w - V::width; j += V::width) V::store(dr + j, dxv(V::load(xr + j), V::load(gr + j)));
-    if (j < w)
-      V::store_tail(dr + j, dxv(V::load_tail(xr + j, w - j, 0.f), V::load_tail(gr + j, w - j, 0.f)), w - j);
+    for (int64_t n = 0; n < N; ++n) {
+      const float *xr = x + n * C, *gr = dy + n * C;
+      float* dr = dx + n * C;
+      int64_t j = cb;
+      for (; j <= ce - V::width; j += V::width) {
+        if (n + kAhead < N) __builtin_prefetch(xr + kAhead * C + j), __builtin_prefetch(gr + kAhead * C + j);
+        V::store(dr + j, dxv(V::load(xr + j), V::load(gr + j), j));
+      }
+      if (j < ce)
+        V::store_tail(dr + j, dxv(V::load_tail(xr + j, ce - j, 0.f), V::load_tail(gr + j, ce - j, 0.f), j), ce - j);
+    }
   }
 }
 
-// x, y are (N, C, L), gamma/beta/mean/invstd are (C). L == 1: channel blocks per thread,
+// x, y are (N, C, L), gamma/beta/mean/invstd are (C). L == 1: channel ranges per thread,
 // vectorized across channels; L > 1: channels per thread, vectorized along L.
 template <class V>
 void batchnorm_forward_train(const float* x, const float* gamma, const float* beta, float* y,
                              float* mean, float* invstd, int64_t N, int64_t C, int64_t L, double eps,
                              int threads) {
   if (L == 1) {
-    const int64_t w = block_width<V>(C, threads), blocks = (C + w - 1) / w;
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t b = 0; b < blocks; ++b)
-      bn_forward_block<V>(x, gamma, beta, y, mean, invstd, N, C, b * w, std::min(w, C - b * w), eps);
+    bn_forward_rows<V>(x, gamma, beta, y, mean, invstd, N, C, eps, threads);
     return;
   }
 #pragma omp parallel for num_threads(threads) schedule(static)
@@ -308,11 +336,7 @@ void batchnorm_backward(const float* dy, const float* x, const float* mean, cons
                         const float* gamma, float* dx, float* dgamma, float* dbeta, int64_t N,
                         int64_t C, int64_t L, int threads) {
   if (L == 1) {
-    const int64_t w = block_width<V>(C, threads), blocks = (C + w - 1) / w;
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t b = 0; b < blocks; ++b)
-      bn_backward_block<V>(dy, x, mean, invstd, gamma, dx, dgamma, dbeta, N, C, b * w,
-                           std::min(w, C - b * w));
+    bn_backward_rows<V>(dy, x, mean, invstd, gamma, dx, dgamma, dbeta, N, C, threads);
     return;
   }
 #pragma omp parallel for num_threads(threads) schedule(static)

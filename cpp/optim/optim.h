@@ -62,6 +62,6 @@ adam_step_fn<float> adam_step_f32();
 sgd_step_fn<float> sgd_step_f32();
 
 // Below this many elements a step runs on one thread (a parallel region costs more than it saves).
-constexpr int64_t kOptimParallelMin = 1 << 15;
+constexpr int64_t kOptimParallelMin = 1 << 16;
 
 }  // namespace deepcalc

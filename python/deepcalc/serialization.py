@@ -57,9 +57,10 @@ def _encode(value, path: str, arrays: dict):
             n += 1
             key = f"{path}#{n}"
         arrays[key] = np.ascontiguousarray(arr)
+        shape = list(arr.shape)  # safetensors stores 0-d arrays as shape (1,)
         if isinstance(value, Tensor):
-            return {"__tensor__": key, "requires_grad": bool(value.requires_grad)}
-        return {"__array__": key}
+            return {"__tensor__": key, "shape": shape, "requires_grad": bool(value.requires_grad)}
+        return {"__array__": key, "shape": shape}
     if isinstance(value, np.random.Generator):
         return {"__generator__": generator_state(value)}
     if value is None or isinstance(value, (bool, str)):
@@ -90,9 +91,10 @@ def _decode(node, arrays: dict):
     if not isinstance(node, dict):
         return node
     if "__tensor__" in node:
-        return Tensor(arrays[node["__tensor__"]], requires_grad=node["requires_grad"])
+        arr = arrays[node["__tensor__"]].reshape(node["shape"])
+        return Tensor(arr, requires_grad=node["requires_grad"])
     if "__array__" in node:
-        return arrays[node["__array__"]]
+        return arrays[node["__array__"]].reshape(node["shape"])
     if "__generator__" in node:
         return generator_from_state(node["__generator__"])
     if "__tuple__" in node:
