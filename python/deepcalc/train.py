@@ -138,7 +138,7 @@ def _save_checkpoint(path, model, optimizer, scheduler, train, epoch, history):
         "optimizer": optimizer.state_dict(),
         "epoch": epoch,
         "history": history.epochs,
-        "rng": _RNG.generator.bit_generator.state,
+        "rng": _RNG.generator,
     }
     if scheduler is not None:
         state["scheduler"] = scheduler.state_dict()
@@ -156,9 +156,7 @@ def _load_checkpoint(path, model, optimizer, scheduler, train):
         scheduler.load_state_dict(state["scheduler"])
     if "loader" in state and hasattr(train, "load_state_dict"):
         train.load_state_dict(state["loader"])
-    gen = np.random.default_rng()
-    gen.bit_generator.state = state["rng"]
-    _RNG.generator = gen
+    _RNG.generator = state["rng"]
     return int(state["epoch"]), History(state["history"])
 
 
