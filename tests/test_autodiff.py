@@ -291,3 +291,35 @@ def test_num_threads_round_trip():
     finally:
         dc.set_num_threads(old)
     assert dc.get_num_threads() == old
+
+
+# --- edge cases of individual rules -------------------------------------------------------------
+
+def test_pow_zero_exponent_has_zero_derivative_at_zero():
+    """x**0 is the constant 1: its derivatives are 0 everywhere, x = 0 included (not 0 * inf)."""
+    x = dc.tensor(np.array([0.0, 1.5, -2.0]), requires_grad=True)
+    (x ** 0).sum().backward()
+    np.testing.assert_array_equal(x.grad.data, np.zeros(3))
+    _, t = dc.jvp(lambda a: a ** 0, (x,), (dc.ones_like(x),))
+    np.testing.assert_array_equal(t.data, np.zeros(3))
+    np.testing.assert_array_equal(dc.hessian(lambda a: (a ** 0).sum())(x).data, np.zeros((3, 3)))
+
+
+def test_max_min_ties_share_the_gradient():
+    x = dc.tensor(np.array([[1.0, 3.0, 3.0], [2.0, 2.0, -1.0]]), requires_grad=True)
+    dc.max(x, axis=1).sum().backward()
+    np.testing.assert_array_equal(x.grad.data, [[0, 0.5, 0.5], [0.5, 0.5, 0]])
+    x.grad = None
+    dc.min(x).backward()
+    np.testing.assert_array_equal(x.grad.data, [[0, 0, 0], [0, 0, 1]])
+
+
+def test_softmax_with_minus_inf_masks():
+    """Masked positions (-inf, as in causal attention) get probability 0 and gradient 0."""
+    x = dc.tensor(np.array([[1.0, -np.inf, 2.0], [0.5, 0.5, -np.inf]]), requires_grad=True)
+    y = dc.softmax(x, axis=1)
+    np.testing.assert_allclose(y.data[0], [1 / (1 + np.e), 0, np.e / (1 + np.e)], rtol=1e-14)
+    np.testing.assert_allclose(y.data[1], [0.5, 0.5, 0], rtol=1e-14)
+    (y * dc.tensor(np.array([[1.0, 2, 3], [4, 5, 6]]))).sum().backward()
+    assert np.isfinite(x.grad.data).all()
+    assert x.grad.data[0, 1] == 0 and x.grad.data[1, 2] == 0
