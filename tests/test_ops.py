@@ -11,6 +11,8 @@ import textwrap
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
+from hypothesis.extra.numpy import mutually_broadcastable_shapes
 
 import deepcalc as dc
 from deepcalc.testing import gradcheck, gradgradcheck
@@ -399,3 +401,35 @@ def test_forced_unsupported_capability_is_reported():
                           timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "sse9" in proc.stdout and "scalar, avx2, avx512" in proc.stdout
+
+
+# --- broadcasting, property-based ---------------------------------------------------------------
+
+BINARY = {"add": (dc.add, lambda a, b, g: (g, g)),
+          "sub": (dc.sub, lambda a, b, g: (g, -g)),
+          "mul": (dc.mul, lambda a, b, g: (g * b, g * a)),
+          "div": (dc.div, lambda a, b, g: (g / b, -g * a / b ** 2))}
+
+
+@settings(max_examples=40, deadline=None)
+@given(shapes=mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=3, max_side=3),
+       op=st.sampled_from(sorted(BINARY)), seed=st.integers(0, 2 ** 16))
+def test_broadcast_gradients_reduce_to_input_shapes(shapes, op, seed):
+    """For any broadcastable pair, each gradient is the broadcast gradient summed back to its
+    input's shape."""
+    r = np.random.default_rng(seed)
+    (sa, sb), out_shape = shapes.input_shapes, shapes.result_shape
+    a_np, b_np = r.standard_normal(sa), r.uniform(0.5, 2.0, sb)
+    g_np = r.standard_normal(out_shape)
+    fn, rule = BINARY[op]
+    a, b = dc.tensor(a_np, requires_grad=True), dc.tensor(b_np, requires_grad=True)
+    out = fn(a, b)
+    assert out.shape == out_shape
+    out.backward(dc.tensor(g_np))
+    for x, x_np, full in zip((a, b), (a_np, b_np), rule(a_np, b_np, g_np)):
+        full = np.broadcast_to(full, out_shape)
+        lead = full.ndim - x_np.ndim
+        ref = full.sum(axis=tuple(range(lead)))
+        ref = ref.sum(axis=tuple(i for i, n in enumerate(x_np.shape) if n == 1), keepdims=True)
+        assert x.grad.shape == x_np.shape
+        np.testing.assert_allclose(x.grad.data, ref.reshape(x_np.shape), rtol=1e-12, atol=1e-12)

@@ -408,3 +408,17 @@ def test_transform_errors():
         dc.grad(lambda x: x.sum())(dc.tensor(np.arange(3)))
     with pytest.raises(ValueError, match="jvp: tangent"):
         dc.jvp(lambda x: x, (x,), (dc.tensor(np.ones(2)),))
+
+
+def test_value_and_grad_argnums_and_has_aux(rng):
+    w_np, x_np = rng.standard_normal((3, 4)), rng.standard_normal((2, 3))
+    f = lambda m: (lambda w, x: (two_args(m, w, x).sum(), x * 2))
+    (value, aux), (gw, gx) = dc.value_and_grad(f(_DC), argnums=(0, 1), has_aux=True)(
+        dc.tensor(w_np), dc.tensor(x_np))
+    (gw_t, gx_t), (value_t, aux_t) = tf.grad_and_value(f(_TO), argnums=(0, 1), has_aux=True)(
+        torch.from_numpy(w_np), torch.from_numpy(x_np))
+    _close(value, value_t)
+    _close(aux, aux_t)
+    _close(gw, gw_t)
+    _close(gx, gx_t)
+    assert not value.requires_grad
