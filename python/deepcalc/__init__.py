@@ -42,8 +42,9 @@ def cpu_capability() -> str:
     return _core.cpu_capability()
 
 
-def _tensor_backward(self, grad=None, retain_graph=False, create_graph=False, inputs=None):
-    """Accumulate d(self)/d(leaf) into every leaf's ``.grad`` (see autodiff/engine.py)."""
+def _tensor_backward(self, grad=None, retain_graph=None, create_graph=False, inputs=None):
+    """Accumulate d(self)/d(leaf) into every leaf's ``.grad`` (see autodiff/engine.py);
+    ``retain_graph`` defaults to ``create_graph``."""
     _engine.backward(self, grad, retain_graph, create_graph, inputs)
 
 

@@ -25,14 +25,15 @@ def _numerical_jacobians(f, inputs, eps):
         outs0 = _outputs(f, inputs)
         jacs = [[np.zeros(o.shape + x.shape) for x in inputs] for o in outs0]
         for i, x in enumerate(inputs):
-            flat = x.data.reshape(-1)
-            for j in range(flat.size):
-                orig = flat[j]
-                flat[j] = orig + eps
+            # perturb in place through an nd index: reshape(-1) of a non-contiguous (e.g.
+            # transposed) input would be a copy, and the perturbation would be lost
+            for j, idx in enumerate(np.ndindex(*x.shape)):
+                orig = x.data[idx]
+                x.data[idx] = orig + eps
                 plus = [o.data.astype(np.float64) for o in _outputs(f, inputs)]
-                flat[j] = orig - eps
+                x.data[idx] = orig - eps
                 minus = [o.data.astype(np.float64) for o in _outputs(f, inputs)]
-                flat[j] = orig
+                x.data[idx] = orig
                 for k, (p, m) in enumerate(zip(plus, minus)):
                     jacs[k][i].reshape(p.shape + (-1,))[..., j] = (p - m) / (2 * eps)
     return outs0, jacs

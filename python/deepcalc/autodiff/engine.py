@@ -122,7 +122,10 @@ def _call_vjp(node: Node, g, grads, retain_graph, plain):
         node.release()
 
 
-def backward(tensor: Tensor, grad=None, retain_graph=False, create_graph=False, inputs=None):
+def backward(tensor: Tensor, grad=None, retain_graph=None, create_graph=False, inputs=None):
+    if retain_graph is None:
+        # a differentiable gradient is useless if the graph under it is freed (as in torch)
+        retain_graph = create_graph
     if not tensor.requires_grad:
         raise RuntimeError("backward: this tensor does not require grad and has no grad_fn; "
                            "did you forget requires_grad=True, or compute it under no_grad()?")

@@ -121,11 +121,15 @@ class PowScalar(Primitive):
 
     def vjp(self, ctx, g):
         p = ctx.params["p"]
+        if p == 0:  # x**0 is constant; p x**(p-1) would give 0 * inf = nan at x = 0
+            return (_const(np.zeros_like(g.data)),)
         x = ctx.inputs[0]
         return (g * p * x ** (p - 1) if p != 1 else g,)
 
     def jvp(self, ctx, t):
         p = ctx.params["p"]
+        if p == 0:
+            return _const(np.zeros_like(t.data))
         return t * p * ctx.inputs[0] ** (p - 1) if p != 1 else t
 
 
