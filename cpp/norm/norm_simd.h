@@ -246,7 +246,7 @@ void bn_backward_rows(const float* dy, const float* x, const float* mean, const 
   using reg = typename V::reg;
   const int64_t Cp = C + V::width;
   std::vector<float> mu(Cp, 0.f), kdy(Cp, 0.f), kx(Cp, 0.f), k0(Cp, 0.f);
-  std::copy(mean, mean + C, mu.begin());
+  for (int64_t c = 0; c < C; ++c) mu[c] = mean[c];
   std::vector<double> Sdy(C, 0.0), Sdyx(C, 0.0);
 #pragma omp parallel num_threads(threads)
   {
