@@ -12,6 +12,8 @@
 namespace deepcalc::bind {
 namespace {
 
+constexpr int64_t kNormGrain = 32768;  // elements per thread, at least
+
 using OptArray = std::optional<py::array>;
 
 // The kernels for one dtype: float32 picks the ISA path, float64 runs the reference.
@@ -66,7 +68,7 @@ py::tuple bn_train_impl(const py::array& x, const OptArray& gamma, const OptArra
   py::array y = empty_like(x), mean = empty_of(x, {py::ssize_t(C)}), invstd = empty_of(x, {py::ssize_t(C)});
   {
     py::gil_scoped_release nogil;
-    ThreadBudget budget;
+    ThreadBudget budget(N * C * L, kNormGrain);
     NormKernels<T>::bn_train()(cptr<T>(x), cptr<T>(gamma), cptr<T>(beta), mptr<T>(y), mptr<T>(mean),
                                mptr<T>(invstd), N, C, L, eps, budget.threads());
   }
@@ -95,7 +97,7 @@ py::array bn_eval_impl(const py::array& x, const py::array& rm, const py::array&
   py::array y = empty_like(x);
   if (x.size() == 0) return y;
   py::gil_scoped_release nogil;
-  ThreadBudget budget;
+  ThreadBudget budget(N * C * L, kNormGrain);
   NormKernels<T>::bn_eval()(cptr<T>(x), cptr<T>(rm), cptr<T>(rv), cptr<T>(gamma), cptr<T>(beta),
                             mptr<T>(y), N, C, L, eps, budget.threads());
   return y;
@@ -130,7 +132,7 @@ py::tuple bn_backward_impl(const py::array& dy, const py::array& x, const py::ar
   }
   {
     py::gil_scoped_release nogil;
-    ThreadBudget budget;
+    ThreadBudget budget(N * C * L, kNormGrain);
     NormKernels<T>::bn_backward()(cptr<T>(dy), cptr<T>(x), cptr<T>(mean), cptr<T>(invstd),
                                   cptr<T>(gamma), mptr<T>(dx), pg, pb, N, C, L, budget.threads());
   }
@@ -173,7 +175,7 @@ py::tuple ln_forward_impl(const py::array& x, const OptArray& gamma, const OptAr
   py::array y = empty_like(x), mean = empty_of(x, row_shape(x)), invstd = empty_of(x, row_shape(x));
   {
     py::gil_scoped_release nogil;
-    ThreadBudget budget;
+    ThreadBudget budget(R * C, kNormGrain);
     NormKernels<T>::ln_forward()(cptr<T>(x), cptr<T>(gamma), cptr<T>(beta), mptr<T>(y), mptr<T>(mean),
                                  mptr<T>(invstd), R, C, eps, budget.threads());
   }
@@ -204,7 +206,7 @@ py::tuple ln_backward_impl(const py::array& dy, const py::array& x, const py::ar
   }
   {
     py::gil_scoped_release nogil;
-    ThreadBudget budget;
+    ThreadBudget budget(R * C, kNormGrain);
     NormKernels<T>::ln_backward()(cptr<T>(dy), cptr<T>(x), cptr<T>(mean), cptr<T>(invstd),
                                   cptr<T>(gamma), mptr<T>(dx), pg, pb, R, C, budget.threads());
   }

@@ -6,6 +6,8 @@
 namespace deepcalc::bind {
 namespace {
 
+constexpr int64_t kSoftmaxGrain = 16384;  // elements per thread, at least
+
 // Rows and columns of an array viewed as (prod(shape[:-1]), shape[-1]).
 void rows_cols(const py::array& a, int64_t& rows, int64_t& cols) {
   cols = a.ndim() ? a.shape(a.ndim() - 1) : 1;
@@ -22,7 +24,7 @@ py::array softmax_forward(const py::array& x, bool log) {
   rows_cols(x, rows, cols);
   if (rows == 0 || cols == 0) return y;
   py::gil_scoped_release nogil;
-  ThreadBudget budget;
+  ThreadBudget budget(rows * cols, kSoftmaxGrain);
   if (is_f32(x))
     softmax_forward_f32()(static_cast<const float*>(x.data()), static_cast<float*>(y.mutable_data()),
                           rows, cols, log, budget.threads());
@@ -44,7 +46,7 @@ py::array softmax_backward(const py::array& y, const py::array& dy, bool log) {
   rows_cols(y, rows, cols);
   if (rows == 0 || cols == 0) return dx;
   py::gil_scoped_release nogil;
-  ThreadBudget budget;
+  ThreadBudget budget(rows * cols, kSoftmaxGrain);
   if (is_f32(y))
     softmax_backward_f32()(static_cast<const float*>(y.data()), static_cast<const float*>(dy.data()),
                            static_cast<float*>(dx.mutable_data()), rows, cols, log, budget.threads());

@@ -11,7 +11,7 @@ py::array erf(const py::array& x) {
   py::array y = empty_like(x);
   const int64_t n = x.size();
   py::gil_scoped_release nogil;
-  ThreadBudget budget;
+  ThreadBudget budget(n, 32768);  // elements per thread, at least
   if (is_f32(x))
     erf_f32_ref(static_cast<const float*>(x.data()), static_cast<float*>(y.mutable_data()), n,
                 budget.threads());

@@ -26,6 +26,11 @@ ThreadBudget::ThreadBudget() {
   threads_ = std::max(1, get_num_threads() / active);
 }
 
+ThreadBudget::ThreadBudget(int64_t work, int64_t grain) : ThreadBudget() {
+  const int64_t useful = grain > 0 ? work / grain : threads_;
+  threads_ = int(std::max<int64_t>(1, std::min<int64_t>(threads_, useful)));
+}
+
 ThreadBudget::~ThreadBudget() { g_in_flight.fetch_sub(1); }
 
 }  // namespace deepcalc

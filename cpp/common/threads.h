@@ -1,5 +1,6 @@
 // Thread count shared by every OpenMP kernel; set from Python with dc.set_num_threads.
 #pragma once
+#include <cstdint>
 
 namespace deepcalc {
 
@@ -12,6 +13,10 @@ int get_num_threads();
 class ThreadBudget {
  public:
   ThreadBudget();
+  // As above, but never more than one thread per `grain` units of `work`: waking and joining
+  // a thread costs microseconds, more than small kernels take, and far more when the cores are
+  // busy with other processes.
+  ThreadBudget(int64_t work, int64_t grain);
   ~ThreadBudget();
   ThreadBudget(const ThreadBudget&) = delete;
   ThreadBudget& operator=(const ThreadBudget&) = delete;

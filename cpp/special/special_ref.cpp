@@ -8,8 +8,7 @@ namespace deepcalc {
 namespace {
 template <typename T>
 void erf_ref(const T* x, T* y, int64_t n, int threads) {
-  const int nt = n < 32768 ? 1 : threads;  // below this, thread start-up costs more than it saves
-#pragma omp parallel for num_threads(nt) schedule(static)
+#pragma omp parallel for num_threads(threads) schedule(static)
   for (int64_t i = 0; i < n; ++i) y[i] = std::erf(x[i]);
 }
 }  // namespace
