@@ -133,6 +133,30 @@ def test_load_state_dict_shape_mismatch_leaves_model_untouched():
         np.testing.assert_array_equal(v.data, before[k])
 
 
+def test_assigning_to_registered_names():
+    bn = nn.BatchNorm1d(3)
+    bn.running_mean = dc.tensor(np.full(3, 5.0, np.float32))  # replaces the buffer
+    assert [n for n, _ in bn.named_buffers()] == ["running_mean", "running_var",
+                                                  "num_batches_tracked"]
+    np.testing.assert_array_equal(bn.state_dict()["running_mean"].data, 5.0)
+    layer = nn.Linear(3, 2)
+    with pytest.raises(TypeError, match="Linear: cannot assign Tensor as parameter 'weight' "
+                                        r"\(a Parameter or None expected\)"):
+        layer.weight = dc.tensor(np.zeros((2, 3), np.float32))
+    assert [n for n, _ in layer.named_parameters()] == ["weight", "bias"]
+    new = nn.Parameter(np.ones((2, 3), np.float32))
+    layer.weight = new
+    assert layer.weight is new and next(layer.parameters()) is new
+    layer.bias = None
+    assert [n for n, _ in layer.named_parameters()] == ["weight"] and layer.bias is None
+    nobias = nn.Linear(3, 2, bias=False)
+    nobias.bias = nn.Parameter(np.ones(2, np.float32))
+    assert nobias.bias is nobias._parameters["bias"]
+    np.testing.assert_array_equal(nobias(dc.tensor(np.zeros((1, 3), np.float32))).data, [[1, 1]])
+    layer.scale = 2.0  # ordinary attributes are untouched
+    assert layer.scale == 2.0 and "scale" not in layer.state_dict()
+
+
 def test_train_eval_propagate():
     net = make_net()
     assert all(m.training for m in net.modules())
