@@ -466,3 +466,24 @@ def test_norm_kernels_on_every_cpu_path(path):
                          text=True, timeout=120)
     assert res.returncode == 0, res.stderr[-3000:]
     assert res.stdout.strip() == f"OK {path}"
+
+
+def test_non_contiguous_inputs_match_contiguous():
+    rng = np.random.default_rng(13)
+    base, b3 = rng.standard_normal((10, 12)), rng.standard_normal((3, 6, 8))
+    cases = [(nn.Linear(5, 3, dtype=np.float64, activation="gelu"), base[:, ::2][:, :5]),
+             (nn.BatchNorm1d(5, dtype=np.float64), base[::2, 1::2][:, :5]),
+             (nn.BatchNorm1d(4, dtype=np.float64), b3[:, :4, ::2]),
+             (nn.LayerNorm(5, dtype=np.float64), base.T[:7, :5]),
+             (nn.LayerNorm(3, dtype=np.float64), b3.transpose(2, 0, 1)[..., :3])]
+    for mod, x in cases:
+        assert not x.flags["C_CONTIGUOUS"]
+        results = []
+        for arr in (x, np.ascontiguousarray(x)):
+            mod.zero_grad()
+            xt = dc.tensor(arr, requires_grad=True)
+            y = mod(xt)
+            (y * dc.tensor(np.cos(np.arange(y.size)).reshape(y.shape))).sum().backward()
+            results.append([y.data, xt.grad.data] + [p.grad.data for p in mod.parameters()])
+        for a, b in zip(*results):
+            np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-14)

@@ -122,23 +122,27 @@ def _resume_setup(init_seed, loader_seed):
     model = nn.Sequential(nn.Linear(8, 32, activation="relu"), nn.Dropout(0.2),
                           nn.Linear(32, 2))
     opt = optim.Adam(model.parameters(), lr=3e-3)
+    sched = optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.7)
     train, val = teacher(200)  # 200 / 32: a ragged last batch
-    return (model, opt, data.DataLoader(train, 32, shuffle=True, seed=loader_seed),
+    return (model, opt, sched, data.DataLoader(train, 32, shuffle=True, seed=loader_seed),
             data.DataLoader(val, 64))
 
 
 @pytest.mark.parametrize("loader_seed", [1, None])
 def test_resume_equals_uninterrupted(tmp_path, loader_seed):
-    model, opt, train, val = _resume_setup(0, loader_seed)
-    straight = fit(model, F.mse_loss, opt, train, val=val, epochs=4, progress=False)
+    model, opt, sched, train, val = _resume_setup(0, loader_seed)
+    straight = fit(model, F.mse_loss, opt, train, val=val, epochs=4, scheduler=sched,
+                   progress=False)
     expected = {k: v.data.copy() for k, v in model.state_dict().items()}
 
-    model, opt, train, val = _resume_setup(0, loader_seed)
-    fit(model, F.mse_loss, opt, train, val=val, epochs=2, checkpoint_dir=tmp_path, progress=False)
+    model, opt, sched, train, val = _resume_setup(0, loader_seed)
+    fit(model, F.mse_loss, opt, train, val=val, epochs=2, checkpoint_dir=tmp_path,
+        scheduler=sched, progress=False)
     # new objects, another seed: everything that matters must come from the checkpoint
-    model, opt, train, val = _resume_setup(123, loader_seed)
+    model, opt, sched, train, val = _resume_setup(123, loader_seed)
     resumed = fit(model, F.mse_loss, opt, train, val=val, epochs=4, checkpoint_dir=tmp_path,
-                  resume=True, progress=False)
+                  resume=True, scheduler=sched, progress=False)
+    assert opt.param_groups[0]["lr"] == pytest.approx(3e-3 * 0.7 ** 4)
     assert resumed["epoch"] == [0, 1, 2, 3]
     assert resumed["loss"] == straight["loss"] and resumed["val_loss"] == straight["val_loss"]
     for k, v in model.state_dict().items():
@@ -146,7 +150,7 @@ def test_resume_equals_uninterrupted(tmp_path, loader_seed):
 
 
 def test_truncated_checkpoint_clear_error(tmp_path):
-    model, opt, train, val = _resume_setup(0, 1)
+    model, opt, _, train, val = _resume_setup(0, 1)
     fit(model, F.mse_loss, opt, train, epochs=1, checkpoint_dir=tmp_path, progress=False)
     path = tmp_path / "last.safetensors"
     raw = path.read_bytes()
