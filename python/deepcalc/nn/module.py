@@ -59,6 +59,21 @@ class Module:
         if "_parameters" not in self.__dict__:
             raise RuntimeError(f"{type(self).__name__}: call Module.__init__() before assigning "
                                "attributes")
+        # as torch: a Tensor (or None) assigned to a buffer's name replaces the buffer; a
+        # parameter's name takes only a Parameter or None (anything else would silently drop
+        # it from parameters() and state_dict())
+        if name in self._buffers and (value is None or (isinstance(value, Tensor)
+                                                        and not isinstance(value, Parameter))):
+            self._buffers[name] = value
+            self.__dict__.pop(name, None)
+            return
+        if name in self._parameters and not (value is None or isinstance(value, Parameter)):
+            raise TypeError(f"{type(self).__name__}: cannot assign {type(value).__name__} as "
+                            f"parameter '{name}' (a Parameter or None expected)")
+        if name in self._parameters:  # replaced in place: parameters() keeps its order
+            self._parameters[name] = value
+            self.__dict__.pop(name, None)
+            return
         for d in (self._parameters, self._buffers, self._modules):
             d.pop(name, None)
         if isinstance(value, Parameter):
