@@ -10,6 +10,16 @@ import deepcalc as dc
 
 
 @pytest.fixture
+def one_thread_seeded():
+    """One kernel thread and deepcalc's generator seeded with 0, restored afterwards."""
+    n = dc.get_num_threads()
+    dc.set_num_threads(1)
+    dc.manual_seed(0)
+    yield
+    dc.set_num_threads(n)
+
+
+@pytest.fixture
 def rng():
     return np.random.default_rng(1234)
 

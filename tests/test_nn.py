@@ -14,13 +14,7 @@ from deepcalc.nn import functional as F
 ACTIVATIONS = [None, "relu", "tanh", "sigmoid", "gelu"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread_seeded():
-    n = dc.get_num_threads()
-    dc.set_num_threads(1)
-    dc.manual_seed(0)
-    yield
-    dc.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread_seeded")
 
 
 def _torch():

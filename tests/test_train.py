@@ -12,13 +12,7 @@ from deepcalc.nn import functional as F
 from deepcalc.train import Callback, EarlyStopping, History, fit
 
 
-@pytest.fixture(autouse=True)
-def _one_thread_seeded():
-    n = dc.get_num_threads()
-    dc.set_num_threads(1)
-    dc.manual_seed(0)
-    yield
-    dc.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread_seeded")
 
 
 def teacher(n=512, seed=0):
