@@ -37,11 +37,12 @@ Operand operand(const char* op, const char* name, const py::array& x) {
   const bool ok_col = cols <= 1 || s_col == item;
   const bool ok_row = rows <= 1 || (s_row > 0 && s_row % item == 0);
   const bool ok_batch = nd == 2 || x.shape(0) <= 1 || x.strides(0) % item == 0;
-  if (!ok_col || !ok_row || !ok_batch)
+  if (x.size() != 0 && (!ok_col || !ok_row || !ok_batch))  // empty arrays may have any strides
     throw py::value_error(std::string(op) + ": " + name + " with shape " + shape_str(x) + " and strides " +
                           strides_str(x) + " must be row-major with unit stride in its last axis");
-  Operand o{&x, nd == 3 ? int64_t(x.shape(0)) : 1, rows, cols, rows <= 1 ? std::max<int64_t>(cols, 1) : s_row / item, 0};
-  if (nd == 3 && o.batch > 1) o.bstride = x.strides(0) / item;
+  const int64_t ld = rows <= 1 || x.size() == 0 ? std::max<int64_t>(cols, 1) : s_row / item;
+  Operand o{&x, nd == 3 ? int64_t(x.shape(0)) : 1, rows, cols, ld, 0};
+  if (nd == 3 && o.batch > 1 && x.size() != 0) o.bstride = x.strides(0) / item;
   return o;
 }
 
