@@ -152,6 +152,15 @@ struct Gemm {
   }
 };
 
+// Entry point: the MR x NV tile, or for narrow outputs (n <= NR / 2, e.g. a 10-class logits
+// layer) a 2MR x NV/2 tile with the same register count, which halves the padded columns.
+template <class V, int MR, int NV>
+void gemm(const GemmParams<typename V::T>& p, int threads) {
+  static_assert(NV % 2 == 0, "the narrow tile halves NV");
+  if (p.n <= NV / 2 * V::width) Gemm<V, 2 * MR, NV / 2>::run(p, threads);
+  else Gemm<V, MR, NV>::run(p, threads);
+}
+
 // dz = dy * act'(saved) and, if asked, db = column sums of dz, in one pass over dy.
 // Without db the array is split flat across threads; with db each thread sums its rows into a
 // private row of partial sums, and the partial rows are added column-wise afterwards.
