@@ -20,34 +20,42 @@ except ImportError:  # torch columns are left out
 DEFAULT_PEAK_BIN = os.path.join(os.path.dirname(__file__), "..", "..", "build", "bench", "bench", "cpp", "gemm_bench")
 
 
-def median_times(fns, min_sample_s=0.01, samples=15):
-    """Median seconds per call of each fn, timed one fn at a time (with a pause between) so that
-    one library's spinning worker threads do not steal the cores from the next one."""
+def median_times(fns, budget_s=0.4, min_samples=15):
+    """(median, min) seconds per call of each fn, timed one fn at a time (with a pause between) so that
+    one library's spinning worker threads do not steal the cores from the next one. Samples are
+    short (one call, or ~50 us of calls for tiny shapes) so that, on a shared machine, the
+    median is of samples no other process interrupted."""
     times = []
     for f in fns:
-        time.sleep(0.05)
+        time.sleep(0.25)  # OpenBLAS workers spin up to ~2^28 cycles after a call
         f()
         t0 = time.perf_counter()
         f()
-        inner = max(1, int(min_sample_s / max(time.perf_counter() - t0, 1e-7)))
+        once = max(time.perf_counter() - t0, 1e-7)
+        inner = max(1, int(50e-6 / once))
         ts = []
-        for _ in range(samples):
+        deadline = time.perf_counter() + budget_s
+        while len(ts) < min_samples or time.perf_counter() < deadline:
             t0 = time.perf_counter()
             for _ in range(inner):
                 f()
             ts.append((time.perf_counter() - t0) / inner)
-        times.append(float(np.median(ts)))
+        times.append((float(np.median(ts)), float(np.min(ts))))
     return times
 
 
 def row(name, flops, fns):
-    """fns: dict label -> callable, deepcalc first. Prints GFLOP/s and deepcalc's speedup."""
+    """fns: dict label -> callable, deepcalc first. Prints median GFLOP/s and deepcalc's speedup
+    (ratio of medians; in brackets the ratio of best times, which shared-machine noise spares)."""
     labels = list(fns)
-    ts = median_times([fns[k] for k in labels])
+    med_min = median_times([fns[k] for k in labels])
+    ts = [t for t, _ in med_min]
+    best = [b for _, b in med_min]
     gf = {k: flops / t * 1e-9 for k, t in zip(labels, ts)}
-    cells = "  ".join(f"{k} {gf[k]:7.1f}" for k in labels)
-    ratios = "  ".join(f"x{ts[i] / ts[0]:.2f} vs {labels[i]}" for i in range(1, len(labels)))
-    print(f"{name:<34} {cells}   {ratios}", flush=True)
+    cells = "  ".join(f"{k} {gf[k]:6.1f}" for k in labels)
+    ratios = "  ".join(f"x{ts[i] / ts[0]:.2f} (best x{best[i] / best[0]:.2f}) vs {labels[i]}"
+                       for i in range(1, len(labels)))
+    print(f"{name:<26} {cells}   {ratios}", flush=True)
     return gf, ts
 
 

@@ -103,7 +103,7 @@ void pack_cols(const T* src, int64_t ld, int rows, int64_t kc, T* dst) {
 
 // Epilogue for one register of C: c points at the row's columns [0, cols), cols may be < width.
 template <class V>
-void store_one(typename V::reg acc, typename V::T* c, int64_t cols, const Epilogue<typename V::T>& e,
+__attribute__((always_inline)) inline void store_one(typename V::reg acc, typename V::T* c, int64_t cols, const Epilogue<typename V::T>& e,
                int64_t zoff, int64_t col0) {
   using R = typename V::reg;
   const bool full = cols >= V::width;
@@ -144,6 +144,15 @@ void microkernel(int64_t kc, const typename V::T* Ap, const typename V::T* Bp, t
     }
     Ap += MR;
     Bp += NR;
+  }
+  // Plain C = alpha * acc on a full tile (the common case for k <= KC): no loads, no branches.
+  const bool plain = mr == MR && nr == NR && e.first && e.beta == 0 &&
+                     (!e.last || (!e.bias && !e.z && e.act == Activation::None));
+  if (plain) {
+    const R alpha = V::set1(e.alpha);
+    for (int i = 0; i < MR; ++i)
+      for (int v = 0; v < NV; ++v) V::store(c + i * ldc + v * W, V::mul(acc[i][v], alpha));
+    return;
   }
   for (int i = 0; i < MR; ++i) {
     if (i >= mr) break;
