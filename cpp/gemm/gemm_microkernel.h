@@ -11,7 +11,7 @@
 //   never read or write outside C; the zero padding of the packed panels keeps the padded
 //   lanes finite. kc >= 1.
 // Tiles: AVX-512 f32 8x32, f64 8x16 (16 zmm accumulators); AVX2 f32 6x16, f64 6x8 (12 ymm);
-// for narrow outputs the same register budget as 2MR x NR/2.
+// narrow and short outputs spend the same accumulators as 2MR x NR/2 or MR/2 x 2NR.
 #pragma once
 #include <immintrin.h>
 
