@@ -19,6 +19,12 @@ std::string strides_str(const py::array& a) {
   return s + ")";
 }
 
+std::string dims_str(const std::vector<py::ssize_t>& dims) {
+  std::string s = "(";
+  for (size_t i = 0; i < dims.size(); ++i) s += (i ? ", " : "") + std::to_string(dims[i]);
+  return s + ")";
+}
+
 std::string pybool(bool b) { return b ? "True" : "False"; }
 
 // A 2-D or 3-D operand seen as batch x (rows, cols) with row stride ld and batch stride, in elements.
@@ -109,9 +115,12 @@ py::array gemm(const py::array& a, const py::array& b, bool trans_a, bool trans_
   py::array c;
   if (out) {
     c = *out;
-    py::array expected(a.dtype(), shape);
     require_same_dtype(op, "out", c, "a", a);
-    require_same_shape(op, "out", c, "the result", expected);
+    bool same = c.ndim() == py::ssize_t(shape.size());
+    for (size_t i = 0; same && i < shape.size(); ++i) same = c.shape(i) == shape[i];
+    if (!same)
+      throw py::value_error("gemm: out has shape " + shape_str(c) + ", expected the result shape " +
+                            dims_str(shape));
     require_contiguous(op, "out", c);
     require_writeable(op, "out", c);
   } else {

@@ -127,10 +127,11 @@ void microkernel(int64_t kc, const typename V::T* Ap, const typename V::T* Bp, t
   using R = typename V::reg;
   constexpr int W = V::width, NR = NV * W;
   // C rows are ldc apart, which no hardware prefetcher follows: fetch the tile now, the
-  // kc * MR * NV FMA cycles below hide the miss.
-  for (int i = 0; i < mr; ++i)
-    for (int64_t off = 0; off < NR * int64_t(sizeof(typename V::T)); off += 64)
-      _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc) + off, _MM_HINT_T0);
+  // kc * MR * NV FMA cycles below hide the miss (too few of them for a short kc to gain).
+  if (kc >= 64)
+    for (int i = 0; i < mr; ++i)
+      for (int64_t off = 0; off < NR * int64_t(sizeof(typename V::T)); off += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc) + off, _MM_HINT_T0);
   R acc[MR][NV];
   for (int i = 0; i < MR; ++i)
     for (int v = 0; v < NV; ++v) acc[i][v] = V::zero();
@@ -151,7 +152,8 @@ void microkernel(int64_t kc, const typename V::T* Ap, const typename V::T* Bp, t
   if (plain) {
     const R alpha = V::set1(e.alpha);
     for (int i = 0; i < MR; ++i)
-      for (int v = 0; v < NV; ++v) V::store(c + i * ldc + v * W, V::mul(acc[i][v], alpha));
+      for (int v = 0; v < NV; ++v)
+        V::store(c + i * ldc + v * W, e.alpha == 1 ? acc[i][v] : V::mul(acc[i][v], alpha));
     return;
   }
   for (int i = 0; i < MR; ++i) {
