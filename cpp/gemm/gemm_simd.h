@@ -1,6 +1,6 @@
-// The packed GEMM driver (cache blocking, packing, OpenMP over tiles, batching) and the fused
-// activation backward, written once over the vector traits V and a register tile MR x NV vectors;
-// instantiated in gemm_avx2.cpp and gemm_avx512.cpp with that file's ISA flags.
+// The packed GEMM driver (cache blocking, packing, OpenMP over a grid of C blocks, batching, tile
+// choice) and the fused activation backward, written once over the vector traits V and a register
+// tile of MR rows x NV vectors; instantiated in gemm_avx2.cpp / gemm_avx512.cpp with their ISA flags.
 #pragma once
 #include <algorithm>
 #include <cstdlib>
