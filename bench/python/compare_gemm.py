@@ -1,6 +1,8 @@
 """float32 GEMM benchmark: deepcalc._core (gemm, linear_forward) vs NumPy (its BLAS, OpenBLAS)
 vs torch (MKL / oneDNN) in one run, same thread count for all, median of repeats.
-Usage: PYTHONPATH=python python bench/python/compare_gemm.py [--threads 2] [--peak-bin PATH]"""
+Usage: PYTHONPATH=python python bench/python/compare_gemm.py [--threads 2] [--rounds 3] [--peak-bin PATH]
+With several rounds (the whole table repeated), a summary gives each row's median speedup over
+the rounds, which is what to quote on a machine shared with other work."""
 import argparse
 import os
 import re
@@ -44,6 +46,9 @@ def median_times(fns, budget_s=0.4, min_samples=15):
     return times
 
 
+SPEEDUPS = {}  # row name -> list of (speedup vs numpy, speedup vs torch) per round
+
+
 def row(name, flops, fns):
     """fns: dict label -> callable, deepcalc first. Prints median GFLOP/s and deepcalc's speedup
     (ratio of medians; in brackets the ratio of best times, which shared-machine noise spares)."""
@@ -56,6 +61,7 @@ def row(name, flops, fns):
     ratios = "  ".join(f"x{ts[i] / ts[0]:.2f} (best x{best[i] / best[0]:.2f}) vs {labels[i]}"
                        for i in range(1, len(labels)))
     print(f"{name:<26} {cells}   {ratios}", flush=True)
+    SPEEDUPS.setdefault(name, []).append([ts[i] / ts[0] for i in range(1, len(labels))])
     return gf, ts
 
 
@@ -139,17 +145,26 @@ def set_threads(n):
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--peak-bin", default=DEFAULT_PEAK_BIN)
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     print(f"deepcalc path {_core.cpu_capability()}, threads {args.threads}, numpy {np.__version__}"
           + (f", torch {torch.__version__}" if torch else ", torch not installed"))
-    set_threads(args.threads)
-    with threadpool_limits(args.threads):
-        squares(rng)
-        mlp(rng)
-        fused(rng)
-    single_thread_peak(rng, args.peak_bin)
+    for r in range(args.rounds):
+        if args.rounds > 1:
+            print(f"\n==== round {r + 1} of {args.rounds} ====")
+        set_threads(args.threads)
+        with threadpool_limits(args.threads):
+            squares(rng)
+            mlp(rng)
+            fused(rng)
+        single_thread_peak(rng, args.peak_bin)
+    if args.rounds > 1:
+        print(f"\n==== deepcalc speedup, median over {args.rounds} rounds ====")
+        for name, runs in SPEEDUPS.items():
+            med = np.median(np.array(runs), axis=0)
+            print(f"{name:<26} " + "  ".join(f"x{v:.2f} vs {lab}" for v, lab in zip(med, ["numpy", "torch"])))
 
 
 if __name__ == "__main__":
