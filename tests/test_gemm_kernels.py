@@ -63,6 +63,22 @@ def test_random_sizes_up_to_600(dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("ta,tb", LAYOUTS)
+def test_matrix_vector_shapes(dtype, ta, tb):
+    """m == 1 or n == 1 take the unpacked matrix-vector path: sizes around the vector widths,
+    large enough to be split across threads, with alpha/beta and batches."""
+    for m, n, k in [(1, 1, 1), (1, 37, 5), (1, 700, 300), (1, 4099, 17), (650, 1, 333), (9, 1, 1000), (1, 1, 999)]:
+        a, b = operands(m, n, k, ta, tb, dtype)
+        check_close(_core.gemm(a, b, ta, tb), a, b, ta, tb)
+        c0 = RNG.standard_normal((m, n)).astype(dtype)
+        out = c0.copy()
+        _core.gemm(a, b, ta, tb, alpha=0.5, beta=-2.0, out=out)
+        check_close(out, a, b, ta, tb, alpha=0.5, beta=-2.0, c0=c0)
+    a3, b2 = operands(1, 300, 70, ta, tb, dtype, batch=3)[0], operands(1, 300, 70, ta, tb, dtype)[1]
+    check_close(_core.gemm(a3, b2, ta, tb), a3, b2[None], ta, tb)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("ta,tb", LAYOUTS)
 def test_leading_dims_alpha_beta(dtype, ta, tb):
     m, n, k = 37, 45, 83
     big_a, big_b = operands(m + 9, n + 11, k + 7, ta, tb, dtype)
@@ -148,7 +164,7 @@ ACT_TOL = {np.float32: 3e-6, np.float64: 1e-12}
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("act", list(ACTS))
-@pytest.mark.parametrize("shape", [(128, 784, 256), (33, 70, 45), (5, 1, 3)])
+@pytest.mark.parametrize("shape", [(128, 784, 256), (33, 70, 45), (5, 1, 3), (1, 300, 70), (40, 50, 1)])
 def test_linear_forward_fused(dtype, act, shape):
     N, IN, OUT = shape
     x = RNG.standard_normal((N, IN)).astype(dtype) / math.sqrt(IN) * 2

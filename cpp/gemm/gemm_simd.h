@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "gemm/gemm_microkernel.h"
+#include "gemm/gemv_simd.h"
 
 namespace deepcalc::gemm_simd {
 
@@ -184,12 +185,14 @@ struct Gemm {
 // Entry point: picks the register tile with the least padding for this shape, all with the same
 // MR * NV accumulators: MR x NV; for narrow outputs (n <= NR / 2, e.g. a 10-class logits layer)
 // 2MR x NV/2; for short outputs whose rows pad badly (m = 10 pads to 16 rows with MR = 8 but to
-// 12 with MR / 2 = 4; also m < MR such as small-batch inference) MR/2 x 2NV.
+// 12 with MR / 2 = 4; also m < MR such as small-batch inference) MR/2 x 2NV; m == 1 or n == 1
+// goes to the unpacked matrix-vector path (gemv_simd.h).
 template <class V, int MR, int NV>
 void gemm(const GemmParams<typename V::T>& p, int threads) {
   static_assert(NV % 2 == 0 && MR % 2 == 0, "the narrow and short tiles halve NV and MR");
   constexpr int64_t NR = NV * V::width;
-  if (p.n <= NR / 2) Gemm<V, 2 * MR, NV / 2>::run(p, threads);
+  if ((p.m == 1 || p.n == 1) && p.k > 0) gemv_simd::run<V>(p, threads);  // matrix-vector
+  else if (p.n <= NR / 2) Gemm<V, 2 * MR, NV / 2>::run(p, threads);
   else if (p.n > NR && round_up(p.m, MR / 2) < round_up(p.m, MR)) Gemm<V, MR / 2, 2 * NV>::run(p, threads);
   else Gemm<V, MR, NV>::run(p, threads);
 }
