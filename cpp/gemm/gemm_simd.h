@@ -135,13 +135,14 @@ struct Gemm {
   // synchronize (no barriers between packing and compute; measured 10-25% faster than shared
   // packing for 64..512 on 2 threads, equal at 2048). The price is that the operand not split
   // is packed by every thread in its grid row/column; the grid minimizes that packing,
-  // (m/pr) k + k (n/pc), e.g. with 2 threads it halves the larger of m and n.
+  // (m/pr) k + k (n/pc) weighted by pack cost, e.g. with 2 threads it halves the larger of m, n.
   static void grid(const GemmParams<T>& p, const Op& o, int threads) {
     int pr = 1;
     double best = -1;
+    const double wa = p.trans_a ? 1 : 2, wb = p.trans_b ? 2 : 1;  // a transposing pack costs ~2x a copy
     for (int r = 1; r <= threads; ++r) {
       if (threads % r) continue;
-      const double cost = double(ceil_div(p.m, r)) * p.k + double(p.k) * ceil_div(p.n, threads / r);
+      const double cost = wa * double(ceil_div(p.m, r)) * p.k + wb * double(p.k) * ceil_div(p.n, threads / r);
       if (best < 0 || cost < best) best = cost, pr = r;
     }
     const int pc = threads / pr;
