@@ -1,6 +1,6 @@
 // GEMM microbenchmark: GFLOP/s of deepcalc's dispatched float32 GEMM vs Eigen's, per shape and
 // thread count, plus the measured single-core float32 FMA peak. Median of repeats.
-// Usage: gemm_bench [threads]   (default: 1 and 2)
+// Usage: gemm_bench [threads]   (default: 1 and 2);  gemm_bench --peak  (only the FMA peak)
 #include <Eigen/Dense>
 #include <omp.h>
 
@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "common/cpu.h"
@@ -58,6 +59,10 @@ void bench_shape(int64_t m, int64_t n, int64_t k, bool tb, int threads) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc > 1 && std::string(argv[1]) == "--peak") {
+    std::printf("float32 FMA peak, 1 core: %.1f GFLOP/s\n", fma_peak_gflops_f32());
+    return 0;
+  }
   std::vector<int> thread_counts = {1, 2};
   if (argc > 1) thread_counts = {std::atoi(argv[1])};
   std::printf("kernel path: %s\n", deepcalc::cpu_capability_name(deepcalc::cpu_capability()));

@@ -19,6 +19,12 @@ std::string strides_str(const py::array& a) {
   return s + ")";
 }
 
+std::string dims_str(const std::vector<py::ssize_t>& dims) {
+  std::string s = "(";
+  for (size_t i = 0; i < dims.size(); ++i) s += (i ? ", " : "") + std::to_string(dims[i]);
+  return s + ")";
+}
+
 std::string pybool(bool b) { return b ? "True" : "False"; }
 
 // A 2-D or 3-D operand seen as batch x (rows, cols) with row stride ld and batch stride, in elements.
@@ -37,11 +43,12 @@ Operand operand(const char* op, const char* name, const py::array& x) {
   const bool ok_col = cols <= 1 || s_col == item;
   const bool ok_row = rows <= 1 || (s_row > 0 && s_row % item == 0);
   const bool ok_batch = nd == 2 || x.shape(0) <= 1 || x.strides(0) % item == 0;
-  if (!ok_col || !ok_row || !ok_batch)
+  if (x.size() != 0 && (!ok_col || !ok_row || !ok_batch))  // empty arrays may have any strides
     throw py::value_error(std::string(op) + ": " + name + " with shape " + shape_str(x) + " and strides " +
                           strides_str(x) + " must be row-major with unit stride in its last axis");
-  Operand o{&x, nd == 3 ? int64_t(x.shape(0)) : 1, rows, cols, rows <= 1 ? std::max<int64_t>(cols, 1) : s_row / item, 0};
-  if (nd == 3 && o.batch > 1) o.bstride = x.strides(0) / item;
+  const int64_t ld = rows <= 1 || x.size() == 0 ? std::max<int64_t>(cols, 1) : s_row / item;
+  Operand o{&x, nd == 3 ? int64_t(x.shape(0)) : 1, rows, cols, ld, 0};
+  if (nd == 3 && o.batch > 1 && x.size() != 0) o.bstride = x.strides(0) / item;
   return o;
 }
 
@@ -108,9 +115,12 @@ py::array gemm(const py::array& a, const py::array& b, bool trans_a, bool trans_
   py::array c;
   if (out) {
     c = *out;
-    py::array expected(a.dtype(), shape);
     require_same_dtype(op, "out", c, "a", a);
-    require_same_shape(op, "out", c, "the result", expected);
+    bool same = c.ndim() == py::ssize_t(shape.size());
+    for (size_t i = 0; same && i < shape.size(); ++i) same = c.shape(i) == shape[i];
+    if (!same)
+      throw py::value_error("gemm: out has shape " + shape_str(c) + ", expected the result shape " +
+                            dims_str(shape));
     require_contiguous(op, "out", c);
     require_writeable(op, "out", c);
   } else {

@@ -10,7 +10,8 @@
 //   by masked vector loads/stores. Edge tiles therefore run the same code as interior ones and
 //   never read or write outside C; the zero padding of the packed panels keeps the padded
 //   lanes finite. kc >= 1.
-// Tiles: AVX-512 f32 8x32, f64 8x16 (16 zmm accumulators); AVX2 f32 6x16, f64 6x8 (12 ymm).
+// Tiles: AVX-512 f32 8x32, f64 8x16 (16 zmm accumulators); AVX2 f32 6x16, f64 6x8 (12 ymm);
+// narrow and short outputs spend the same accumulators as 2MR x NR/2 or MR/2 x 2NR.
 #pragma once
 #include <immintrin.h>
 
@@ -102,7 +103,7 @@ void pack_cols(const T* src, int64_t ld, int rows, int64_t kc, T* dst) {
 
 // Epilogue for one register of C: c points at the row's columns [0, cols), cols may be < width.
 template <class V>
-void store_one(typename V::reg acc, typename V::T* c, int64_t cols, const Epilogue<typename V::T>& e,
+__attribute__((always_inline)) inline void store_one(typename V::reg acc, typename V::T* c, int64_t cols, const Epilogue<typename V::T>& e,
                int64_t zoff, int64_t col0) {
   using R = typename V::reg;
   const bool full = cols >= V::width;
@@ -126,10 +127,11 @@ void microkernel(int64_t kc, const typename V::T* Ap, const typename V::T* Bp, t
   using R = typename V::reg;
   constexpr int W = V::width, NR = NV * W;
   // C rows are ldc apart, which no hardware prefetcher follows: fetch the tile now, the
-  // kc * MR * NV FMA cycles below hide the miss.
-  for (int i = 0; i < mr; ++i)
-    for (int64_t off = 0; off < NR * int64_t(sizeof(typename V::T)); off += 64)
-      _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc) + off, _MM_HINT_T0);
+  // kc * MR * NV FMA cycles below hide the miss (too few of them for a short kc to gain).
+  if (kc >= 64)
+    for (int i = 0; i < mr; ++i)
+      for (int64_t off = 0; off < NR * int64_t(sizeof(typename V::T)); off += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc) + off, _MM_HINT_T0);
   R acc[MR][NV];
   for (int i = 0; i < MR; ++i)
     for (int v = 0; v < NV; ++v) acc[i][v] = V::zero();
@@ -143,6 +145,16 @@ void microkernel(int64_t kc, const typename V::T* Ap, const typename V::T* Bp, t
     }
     Ap += MR;
     Bp += NR;
+  }
+  // Plain C = alpha * acc on a full tile (the common case for k <= KC): no loads, no branches.
+  const bool plain = mr == MR && nr == NR && e.first && e.beta == 0 &&
+                     (!e.last || (!e.bias && !e.z && e.act == Activation::None));
+  if (plain) {
+    const R alpha = V::set1(e.alpha);
+    for (int i = 0; i < MR; ++i)
+      for (int v = 0; v < NV; ++v)
+        V::store(c + i * ldc + v * W, e.alpha == 1 ? acc[i][v] : V::mul(acc[i][v], alpha));
+    return;
   }
   for (int i = 0; i < MR; ++i) {
     if (i >= mr) break;

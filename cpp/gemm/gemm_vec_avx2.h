@@ -11,7 +11,6 @@ struct F32 : vec256::F32 {
   using T = float;
   static constexpr bool has_math = true;  // vector exp/erf/tanh epilogues
   static reg div(reg a, reg b) { return _mm256_div_ps(a, b); }
-  static reg min(reg a, reg b) { return _mm256_min_ps(a, b); }
   static reg abs(reg a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a); }
   static reg copysign(reg mag, reg s) {
     const reg sign = _mm256_set1_ps(-0.0f);
@@ -46,10 +45,6 @@ struct F64 {
   static reg mul(reg a, reg b) { return _mm256_mul_pd(a, b); }
   static reg fmadd(reg a, reg b, reg c) { return _mm256_fmadd_pd(a, b, c); }
   static reg max(reg a, reg b) { return _mm256_max_pd(a, b); }
-  static double reduce_add(reg v) {
-    __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
-    return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
-  }
   static reg select_gt0(reg x, reg v) {
     return _mm256_and_pd(_mm256_cmp_pd(x, zero(), _CMP_GT_OQ), v);
   }

@@ -11,7 +11,6 @@ struct F32 : vec512::F32 {
   using T = float;
   static constexpr bool has_math = true;  // vector exp/erf/tanh epilogues
   static reg div(reg a, reg b) { return _mm512_div_ps(a, b); }
-  static reg min(reg a, reg b) { return _mm512_min_ps(a, b); }
   static reg abs(reg a) { return _mm512_abs_ps(a); }
   // |mag| with the sign of s
   static reg copysign(reg mag, reg s) {
@@ -45,7 +44,6 @@ struct F64 {
   static reg mul(reg a, reg b) { return _mm512_mul_pd(a, b); }
   static reg fmadd(reg a, reg b, reg c) { return _mm512_fmadd_pd(a, b, c); }
   static reg max(reg a, reg b) { return _mm512_max_pd(a, b); }
-  static double reduce_add(reg v) { return _mm512_reduce_add_pd(v); }
   static reg select_gt0(reg x, reg v) {
     return _mm512_maskz_mov_pd(_mm512_cmp_pd_mask(x, zero(), _CMP_GT_OQ), v);
   }
