@@ -68,6 +68,10 @@ void run_gemm(const GemmParams<T>& p, int threads) {
   else gemm_f64()(p, threads);
 }
 
+// Multiply-adds per thread, at least: below ~100k a second thread costs more to wake than it
+// saves (64^3 = 262k still splits in two).
+constexpr int64_t kGemmGrain = 1 << 17;
+
 template <typename T>
 void run_act_backward(const ActBackwardParams<T>& p, int threads) {
   if constexpr (std::is_same_v<T, float>) act_backward_f32()(p, threads);
@@ -89,7 +93,7 @@ void gemm_typed(const Operand& a, const Operand& b, bool trans_a, bool trans_b, 
   p.c = mptr<T>(c), p.ldc = n, p.stride_c = m * n;
   p.alpha = T(alpha), p.beta = T(beta);
   py::gil_scoped_release nogil;
-  ThreadBudget budget;
+  ThreadBudget budget(batch * m * n * k, kGemmGrain);
   run_gemm(p, budget.threads());
 }
 
@@ -145,7 +149,7 @@ void linear_forward_typed(const Operand& x, const Operand& w, const py::array* b
   p.act = act;
   if (z) p.preact = mptr<T>(*z), p.ldz = p.n;
   py::gil_scoped_release nogil;
-  ThreadBudget budget;
+  ThreadBudget budget(p.m * p.n * p.k, kGemmGrain);
   run_gemm(p, budget.threads());
 }
 
@@ -187,7 +191,7 @@ void linear_backward_typed(const py::array& dy, const Operand& x, const Operand&
   py::array dz_store = act == Activation::None ? py::array() : py::array(dy.dtype(), std::vector<py::ssize_t>{N, OUT});
   const T* dz = act == Activation::None ? cptr<T>(dy) : mptr<T>(dz_store);
   py::gil_scoped_release nogil;
-  ThreadBudget budget;
+  ThreadBudget budget(N * IN * OUT, kGemmGrain);
   if (act != Activation::None || db) {
     ActBackwardParams<T> ab;
     ab.dy = cptr<T>(dy), ab.saved = saved ? cptr<T>(*saved) : nullptr;
@@ -266,7 +270,7 @@ py::array activation_backward(const py::array& dy, std::optional<py::array> save
   const int64_t total = dy.size();
   const void* sp = act != Activation::None ? saved->data() : nullptr;
   py::gil_scoped_release nogil;
-  ThreadBudget budget;
+  ThreadBudget budget(total, 32768);  // elements per thread, at least
   if (is_f32(dy)) {
     ActBackwardParams<float> p{cptr<float>(dy), static_cast<const float*>(sp), mptr<float>(dz), nullptr, 1, total, act};
     run_act_backward(p, budget.threads());

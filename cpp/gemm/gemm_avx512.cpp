@@ -1,11 +1,6 @@
 // AVX-512 instantiation of the packed GEMM (compiled with -mavx512f ...): f32 tile 8x32 and
 // f64 tile 8x16, 16 zmm accumulators each (Zen 4 issues one 512-bit FMA per cycle, latency 4);
 // narrow outputs (n <= 16 / 8) use 16x16 / 16x8, short ones (see gemm_simd::gemm) 4x64 / 4x32.
-// GCC 12 flags the _mm512_undefined_*() placeholders inside avx512fintrin.h as uninitialized
-// (GCC bug 105593, fixed in 13); the warning is about the header, not this code.
-#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ == 12
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
 #include "gemm/gemm.h"
 #include "gemm/gemm_simd.h"
 #include "gemm/gemm_vec_avx512.h"
