@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .graph import _RELEASED_MSG, STATE, Node, Tensor, node_of, wrap
+from .graph import _RELEASED_MSG, STATE, Tensor, node_of, wrap
 
 
 def _topo_order(roots):
@@ -73,16 +73,18 @@ def run_backward(outputs, grad_outputs, inputs=None, retain_graph=False, create_
     plain = not create_graph and not STATE.fw_levels
     prev_mode = STATE.grad_enabled
     STATE.grad_enabled = create_graph
+    pop, get = grads.pop, grads.get
     try:
         for node in order:
-            g = grads.pop(node, None)
+            g = pop(node, None)
             if g is None:
                 continue
             if node.retained is not None:
                 t = node.retained()
                 if t is not None:
                     t.grad = g if t.grad is None else _sum(t.grad, g, plain)
-            if node.prim is None:  # AccumulateGrad: a leaf
+            prim = node.prim
+            if prim is None:  # AccumulateGrad: a leaf
                 if targets is None:
                     leaf = node.leaf()
                     if leaf is not None:
@@ -94,7 +96,21 @@ def run_backward(outputs, grad_outputs, inputs=None, retain_graph=False, create_
             if targets is not None and node in targets:
                 for i in targets[node]:
                     results[i] = g
-            _call_vjp(node, g, grads, retain_graph, plain)
+            # the node's VJP rule, then its input gradients summed per input node
+            node_inputs = node.inputs
+            if node_inputs is None:
+                raise RuntimeError(_RELEASED_MSG.format(prim.name))
+            in_grads = prim.vjp(node, g)
+            for inp, nxt, gi in zip(node_inputs, node.next, in_grads):
+                if nxt is None or gi is None:
+                    continue
+                if gi.data.shape != inp.data.shape:
+                    raise RuntimeError(f"{prim.name}: VJP rule returned a gradient of shape "
+                                       f"{gi.data.shape} for an input of shape {inp.data.shape}")
+                prev = get(nxt)
+                grads[nxt] = gi if prev is None else _sum(prev, gi, plain)
+            if not retain_graph:  # free what the rule needed (Node.release, inlined: hot loop)
+                node.inputs = node.saved = node.out_data = node.out_fw = None
     finally:
         STATE.grad_enabled = prev_mode
     if inputs is not None and not allow_unused:
@@ -103,23 +119,6 @@ def run_backward(outputs, grad_outputs, inputs=None, retain_graph=False, create_
                 raise RuntimeError(f"grad: input {i} (shape {inputs[i].shape}) was not used to "
                                    "compute the outputs; pass allow_unused=True to get None")
     return results
-
-
-def _call_vjp(node: Node, g, grads, retain_graph, plain):
-    inputs = node.inputs
-    if inputs is None:
-        raise RuntimeError(_RELEASED_MSG.format(node.prim.name))
-    in_grads = node.prim.vjp(node, g)
-    for inp, nxt, gi in zip(inputs, node.next, in_grads):
-        if nxt is None or gi is None:
-            continue
-        if gi.data.shape != inp.data.shape:
-            raise RuntimeError(f"{node.prim.name}: VJP rule returned a gradient of shape "
-                               f"{gi.data.shape} for an input of shape {inp.data.shape}")
-        prev = grads.get(nxt)
-        grads[nxt] = gi if prev is None else _sum(prev, gi, plain)
-    if not retain_graph:
-        node.release()
 
 
 def backward(tensor: Tensor, grad=None, retain_graph=None, create_graph=False, inputs=None):
