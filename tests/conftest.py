@@ -9,6 +9,25 @@ import pytest
 import deepcalc as dc
 
 
+CPU_PATHS = ("scalar", "avx2", "avx512")
+
+
+def supported_cpu_paths():
+    """The kernel paths this CPU can run, weakest first."""
+    detected = dc._core.cpu_detected_capability()
+    return CPU_PATHS[:CPU_PATHS.index(detected) + 1]
+
+
+def cpu_path_env(path: str) -> dict:
+    """Environment for a subprocess that runs deepcalc's kernels on ``path`` and imports the
+    same deepcalc this process imported (installed package or development tree)."""
+    import os
+    env = dict(os.environ, DEEPCALC_CPU_CAPABILITY=path)
+    here = os.path.dirname(os.path.dirname(dc.__file__))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)
+    return env
+
+
 @pytest.fixture
 def one_thread_seeded():
     """One kernel thread and deepcalc's generator seeded with 0, restored afterwards."""

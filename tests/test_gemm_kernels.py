@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import cpu_path_env
 
 from deepcalc import _core
 
@@ -266,7 +267,7 @@ def test_each_cpu_path(path):
         pytest.skip(f"CPU does not support {path}")
     if path == _core.cpu_capability():
         pytest.skip("this process already runs that path")
-    env = dict(os.environ, DEEPCALC_CPU_CAPABILITY=path)
+    env = cpu_path_env(path)
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", __file__],
                           env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]

@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import cpu_path_env
 
 from deepcalc import _core
 
@@ -256,7 +257,7 @@ def supported_paths():
 def test_every_cpu_path(path):
     if path not in supported_paths():
         pytest.skip(f"{path} not supported on this CPU")
-    env = dict(os.environ, DEEPCALC_CPU_CAPABILITY=path)
+    env = cpu_path_env(path)
     code = (
         "from deepcalc import _core; import sys; "
         f"assert _core.cpu_capability() == {path!r}, _core.cpu_capability(); "

@@ -8,6 +8,7 @@ import textwrap
 
 import numpy as np
 import pytest
+from conftest import cpu_path_env, supported_cpu_paths
 
 import deepcalc as dc
 from deepcalc import nn
@@ -442,20 +443,11 @@ _CPU_SCRIPT = textwrap.dedent("""
 """)
 
 
-def _supported_paths():
-    detected = dc._core.cpu_detected_capability()
-    return {"scalar": ["scalar"], "avx2": ["scalar", "avx2"],
-            "avx512": ["scalar", "avx2", "avx512"]}[detected]
-
-
 @pytest.mark.parametrize("path", ["scalar", "avx2", "avx512"])
 def test_norm_kernels_on_every_cpu_path(path):
-    if path not in _supported_paths():
+    if path not in supported_cpu_paths():
         pytest.skip(f"this CPU does not support {path}")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, DEEPCALC_CPU_CAPABILITY=path, OMP_NUM_THREADS="1",
-               PYTHONPATH=os.pathsep.join([os.path.join(root, "python"),
-                                           os.environ.get("PYTHONPATH", "")]))
+    env = dict(cpu_path_env(path), OMP_NUM_THREADS="1")
     res = subprocess.run([sys.executable, "-c", _CPU_SCRIPT, path], env=env, capture_output=True,
                          text=True, timeout=120)
     assert res.returncode == 0, res.stderr[-3000:]

@@ -17,7 +17,7 @@ from hypothesis.extra.numpy import mutually_broadcastable_shapes
 import deepcalc as dc
 from deepcalc.testing import gradcheck, gradgradcheck
 
-from conftest import assert_jvp_vjp_consistent, make_array, noncontiguous
+from conftest import assert_jvp_vjp_consistent, cpu_path_env, make_array, noncontiguous
 
 _erf = np.vectorize(math.erf, otypes=[np.float64])
 
@@ -384,9 +384,7 @@ def test_softmax_kernel_on_each_cpu_path(capability):
     detected = dc._core.cpu_detected_capability()
     if _CAPABILITIES.index(capability) > _CAPABILITIES.index(detected):
         pytest.skip(f"this CPU supports only {detected}")
-    env = dict(os.environ, DEEPCALC_CPU_CAPABILITY=capability)
-    env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(os.path.dirname(dc.__file__)),
-                                         env.get("PYTHONPATH", "")])
+    env = cpu_path_env(capability)
     proc = subprocess.run([sys.executable, "-c", _PATH_SCRIPT, capability], env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -394,8 +392,7 @@ def test_softmax_kernel_on_each_cpu_path(capability):
 
 
 def test_forced_unsupported_capability_is_reported():
-    env = dict(os.environ, DEEPCALC_CPU_CAPABILITY="sse9")
-    env["PYTHONPATH"] = os.path.dirname(os.path.dirname(dc.__file__))
+    env = cpu_path_env("sse9")
     code = "import deepcalc as dc; print(repr(dc._core.cpu_capability_error()))"
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                           timeout=60)

@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import cpu_path_env
 
 from deepcalc import _core
 
@@ -103,7 +104,7 @@ ORDER = ["scalar", "avx2", "avx512"]
 def test_every_cpu_path(path):
     if path not in ORDER[: ORDER.index(_core.cpu_detected_capability()) + 1]:
         pytest.skip(f"{path} not supported on this CPU")
-    env = dict(os.environ, DEEPCALC_CPU_CAPABILITY=path)
+    env = cpu_path_env(path)
     code = (
         "from deepcalc import _core; import sys, pytest; "
         f"assert _core.cpu_capability() == {path!r}; "

@@ -198,7 +198,7 @@ def fit(model, loss_fn, optimizer, train, val=None, epochs: int = 1, callbacks=(
             logs["epoch"] = epoch
             history.append(logs)
             if bar is not None:
-                bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if k != "epoch"})
+                bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if k not in ("epoch", "time")})
             if ckpt:
                 _save_checkpoint(ckpt, model, optimizer, scheduler, train, epoch, history)
             stop = [cb.on_epoch_end(epoch, logs, locals()) for cb in callbacks]
