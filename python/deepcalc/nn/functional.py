@@ -15,13 +15,16 @@ from ..ops._convert import as_tensor
 ACTIVATIONS = ("none", "relu", "tanh", "sigmoid", "gelu")
 
 
+_ACTIVATION_FNS = {"none": lambda x: x, "relu": ops.relu, "tanh": ops.tanh,
+                   "sigmoid": ops.sigmoid, "gelu": ops.gelu}
+
+
 def activation_fn(name):
     """The activation function for a name in ACTIVATIONS (None means 'none')."""
-    name = "none" if name is None else name
-    if name not in ACTIVATIONS:
+    fn = _ACTIVATION_FNS.get("none" if name is None else name)
+    if fn is None:
         raise ValueError(f"unknown activation {name!r}; expected one of {ACTIVATIONS}")
-    return {"none": lambda x: x, "relu": ops.relu, "tanh": ops.tanh, "sigmoid": ops.sigmoid,
-            "gelu": ops.gelu}[name]
+    return fn
 
 
 def linear(x, weight, bias=None, activation=None):
