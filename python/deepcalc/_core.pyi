@@ -1,0 +1,59 @@
+"""Type stub for deepcalc._core, the native kernels (cpp/bindings/).  Every function validates
+its arguments (dtype float32/float64, never mixed; shapes; C-contiguity or row-major layout),
+raises TypeError/ValueError naming the op and the shapes otherwise, and releases the GIL."""
+from __future__ import annotations
+
+import numpy as np
+
+# --- runtime and threads -------------------------------------------------------------------
+def set_num_threads(n: int) -> None: ...
+def get_num_threads() -> int: ...
+def cpu_capability() -> str: ...            # 'scalar' | 'avx2' | 'avx512' (after the override)
+def cpu_detected_capability() -> str: ...   # what cpuid + XGETBV allow
+def cpu_capability_error() -> str: ...      # '' unless DEEPCALC_CPU_CAPABILITY was invalid
+
+# --- GEMM (cpp/gemm) -----------------------------------------------------------------------
+def gemm(a: np.ndarray, b: np.ndarray, trans_a: bool = False, trans_b: bool = False,
+         alpha: float = 1.0, beta: float = 0.0, out: np.ndarray | None = None) -> np.ndarray:
+    """alpha * op(a) @ op(b) + beta * out; 2-D or 3-D (batched; a 2-D operand broadcasts);
+    operands row-major with unit stride in the last axis."""
+def linear_forward(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None = None,
+                   activation: str = "none", save_preactivation: bool = False
+                   ) -> tuple[np.ndarray, np.ndarray | None]:
+    """(act(x @ w.T + bias), preactivation or None); x (N, IN), w (OUT, IN)."""
+def linear_backward(dy: np.ndarray, x: np.ndarray, w: np.ndarray, saved: np.ndarray | None = None,
+                    activation: str = "none", need_dx: bool = True, need_dw: bool = True,
+                    need_db: bool = True
+                    ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    """(dx, dw, db); saved is the output y for relu/tanh/sigmoid, the preactivation for gelu."""
+def activation_backward(dy: np.ndarray, saved: np.ndarray | None, activation: str) -> np.ndarray: ...
+
+# --- softmax (cpp/softmax), special functions (cpp/special) ----------------------------------
+def softmax_forward(x: np.ndarray, log: bool = False) -> np.ndarray: ...
+def softmax_backward(y: np.ndarray, dy: np.ndarray, log: bool = False) -> np.ndarray: ...
+def erf(x: np.ndarray) -> np.ndarray: ...
+
+# --- normalization (cpp/norm) ----------------------------------------------------------------
+def batchnorm_forward_train(x: np.ndarray, gamma: np.ndarray | None, beta: np.ndarray | None,
+                            eps: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(y, mean, invstd) for x (N, C) or (N, C, L), statistics per channel."""
+def batchnorm_forward_eval(x: np.ndarray, running_mean: np.ndarray, running_var: np.ndarray,
+                           gamma: np.ndarray | None, beta: np.ndarray | None,
+                           eps: float) -> np.ndarray: ...
+def batchnorm_backward(dy: np.ndarray, x: np.ndarray, mean: np.ndarray, invstd: np.ndarray,
+                       gamma: np.ndarray | None
+                       ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]: ...
+def layernorm_forward(x: np.ndarray, gamma: np.ndarray | None, beta: np.ndarray | None,
+                      eps: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(y, mean, invstd) normalizing over the last axis; mean/invstd shaped x.shape[:-1]."""
+def layernorm_backward(dy: np.ndarray, x: np.ndarray, mean: np.ndarray, invstd: np.ndarray,
+                       gamma: np.ndarray | None
+                       ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]: ...
+
+# --- fused optimizer steps (cpp/optim), in place ---------------------------------------------
+def adam_step(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray, exp_avg_sq: np.ndarray,
+              lr: float, beta1: float, beta2: float, eps: float, weight_decay: float, step: int,
+              decoupled_weight_decay: bool, max_exp_avg_sq: np.ndarray | None = None) -> None: ...
+def sgd_step(param: np.ndarray, grad: np.ndarray, momentum_buffer: np.ndarray | None, lr: float,
+             momentum: float, dampening: float, weight_decay: float, nesterov: bool,
+             first_step: bool) -> None: ...
