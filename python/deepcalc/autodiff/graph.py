@@ -161,9 +161,10 @@ TENSOR_TYPES = {Tensor}
 
 
 def wrap(arr) -> Tensor:
-    """Tensor around an ndarray with no history (internal fast path: no checks, no copy)."""
+    """Tensor around an ndarray with no history (internal fast path: no copy)."""
     t = Tensor.__new__(Tensor)
-    t.data = arr
+    # ufuncs return NumPy scalars for 0-d inputs; .data is always an ndarray
+    t.data = arr if type(arr) is np.ndarray else np.asarray(arr)
     t.requires_grad = False
     t.grad = None
     t._node = None

@@ -72,3 +72,9 @@ def normalize_axis(op: str, axis, ndim: int):
     if len(set(out)) != len(out):
         raise ValueError(f"{op}: repeated axis in {axis}")
     return tuple(sorted(out))
+
+
+def contiguous(a: np.ndarray) -> np.ndarray:
+    """``a`` itself when C-contiguous, else a C-ordered copy; keeps 0-d arrays 0-d (unlike
+    ``np.ascontiguousarray``, which returns at least 1-d)."""
+    return a if a.flags.c_contiguous else np.array(a, order="C")

@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import _core
 from ..autodiff.graph import TENSOR_TYPES, Primitive, Tensor, apply, wrap
-from ._convert import as_tensor, binary_operands, broadcast_shapes, check_float
+from ._convert import as_tensor, binary_operands, broadcast_shapes, check_float, contiguous
 from .shape import sum_to
 
 
@@ -251,7 +251,7 @@ class TanhBackward(Primitive):
     name = "tanh_backward"
 
     def forward(self, g, y):
-        return g * (1 - y * y)
+        return _core.activation_backward(contiguous(g), contiguous(y), "tanh")
 
     def vjp(self, ctx, gg):
         g, y = ctx.inputs
@@ -284,7 +284,8 @@ class SigmoidBackward(Primitive):
     name = "sigmoid_backward"
 
     def forward(self, g, y):
-        return g * y * (1 - y)
+        return _core.activation_backward(contiguous(g), contiguous(y),
+                                         "sigmoid")
 
     def vjp(self, ctx, gg):
         g, y = ctx.inputs
@@ -315,7 +316,8 @@ class ReluBackward(Primitive):
     name = "relu_backward"
 
     def forward(self, g, x):
-        return np.where(x > 0, g, g.dtype.type(0))
+        # the kernel passes g where its second argument is > 0 (relu's x or y, the same mask)
+        return _core.activation_backward(contiguous(g), contiguous(x), "relu")
 
     def vjp(self, ctx, gg):
         return (apply(self, (gg,), ctx.params),)
@@ -325,7 +327,7 @@ class ReluBackward(Primitive):
 
 
 def _erf_array(x):
-    return _core.erf(np.ascontiguousarray(x))
+    return _core.erf(contiguous(x))
 
 
 class Erf(Primitive):

@@ -12,7 +12,7 @@ from .elementwise import (_relu_backward, _sigmoid_backward, _tanh_backward, Gel
                           sigmoid, tanh)
 from .linalg import matmul
 from .reduce import sum
-from .shape import reshape, transpose
+from .shape import broadcast_to, reshape, transpose
 
 _ACT = {"none": None, "relu": relu, "tanh": tanh, "sigmoid": sigmoid, "gelu": gelu}
 _dgelu = Gelu()._dgelu
@@ -22,6 +22,8 @@ def act_derivative_times(name, t, z_fn, y):
     """act'(z) * t as differentiable ops; y = act(z); z_fn() builds z when it is needed."""
     if name == "none":
         return t
+    if t.shape != y.shape:  # e.g. a bias tangent (OUT,) against y (N, OUT)
+        t = broadcast_to(t, y.shape)
     if name == "relu":
         return apply(_relu_backward, (t,), {"x": y.data})  # y > 0 exactly where z > 0
     if name == "tanh":
