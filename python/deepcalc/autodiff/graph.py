@@ -20,6 +20,9 @@ import numpy as np
 
 
 class _State:
+    """Autodiff mode, process-wide: grad mode, active forward levels and transform depth are
+    shared by all Python threads (unlike torch's thread-local grad mode), so run transforms and
+    no_grad blocks from one thread at a time; kernels themselves are thread-safe."""
     grad_enabled = True
     fw_levels: list = []      # active forward-mode levels, innermost last
     next_level = 1
