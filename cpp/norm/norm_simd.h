@@ -234,6 +234,23 @@ inline bool stream_output(int64_t N, int64_t C, int threads) {
   return N * C * int64_t(sizeof(float)) > threads * kL2Bytes;
 }
 
+// norm_pivot for every channel of (N, C) at once, row by row: the same double sums in the same
+// order, but over contiguous rows rather than one strided column at a time.
+inline void column_pivots(const float* x, int64_t N, int64_t C, float* piv) {
+  const int64_t k = std::min<int64_t>(N, 16);
+  std::vector<double> s(C, 0.0);
+  for (int64_t i = 0; i < k; ++i)
+    for (int64_t c = 0; c < C; ++c) s[c] += x[i * C + c];
+  for (int64_t c = 0; c < C; ++c) piv[c] = float(k ? s[c] / double(k) : 0.0);
+}
+
+// Channels [c0, c1) of this thread, for work after the barrier that is split by channel.
+inline void thread_slice(int64_t C, int64_t& c0, int64_t& c1) {
+  const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+  c0 = C * t / nt;
+  c1 = C * (t + 1) / nt;
+}
+
 // Sum over threads of the per-thread double partials part[t*2*C + (0..2C)], in thread order.
 inline void sum_partials(const std::vector<double>& part, int threads, int64_t C, int64_t c,
                          double& A, double& B) {
@@ -242,14 +259,14 @@ inline void sum_partials(const std::vector<double>& part, int threads, int64_t C
 }
 
 // x, y are (N, C); gamma/beta/mean/invstd are (C). Pivots, per-thread shifted sums over the
-// thread's rows, barrier, per-thread coefficients for all C, then y for the thread's rows.
+// thread's rows, barrier, coefficients by channel slice, barrier, then y for the thread's rows.
 template <class V>
 void bn_forward_rows(const float* x, const float* gamma, const float* beta, float* y, float* mean,
                      float* invstd, int64_t N, int64_t C, double eps, int threads) {
   using reg = typename V::reg;
   const int64_t Cp = C + V::width;  // padded: masked tail lanes read 0 from the pad
-  std::vector<float> piv(Cp, 0.f), coef(size_t(threads) * 4 * Cp, 0.f);
-  for (int64_t c = 0; c < C; ++c) piv[c] = float(norm_pivot(x + c, N, C));
+  std::vector<float> piv(Cp, 0.f), coef(4 * Cp, 0.f);
+  column_pivots(x, N, C, piv.data());
   std::vector<double> part(size_t(threads) * 2 * C, 0.0);
   const bool stream = stream_output(N, C, threads);
 #pragma omp parallel num_threads(threads)
@@ -264,16 +281,22 @@ void bn_forward_rows(const float* x, const float* gamma, const float* beta, floa
       b = V::mul(a, a);
     });
 #pragma omp barrier
-    float *hi = coef.data() + size_t(t) * 4 * Cp, *lo = hi + Cp, *sc = lo + Cp, *sh = sc + Cp;
-    float m, is;
-    for (int64_t c = 0; c < C; ++c) {
+    float *hi = coef.data(), *lo = hi + Cp, *sc = lo + Cp, *sh = sc + Cp;
+    // Coefficients of this thread's channel slice; the last thread also fills the pad with
+    // channels 0.. again (stream_rows_backwards reads across row ends).
+    int64_t c0, c1;
+    thread_slice(C, c0, c1);
+    if (t == nt - 1) c1 = Cp;
+    for (int64_t c = c0; c < c1; ++c) {
+      const int64_t ch = c % C;
       double S1, S2;
-      sum_partials(part, nt, C, c, S1, S2);
-      const AffineCoef cf = forward_coef(piv[c], S1, S2, double(N), eps, gamma, beta, c, m, is);
+      float m, is;
+      sum_partials(part, nt, C, ch, S1, S2);
+      const AffineCoef cf = forward_coef(piv[ch], S1, S2, double(N), eps, gamma, beta, ch, m, is);
       hi[c] = cf.mhi, lo[c] = cf.mlo, sc[c] = cf.scale, sh[c] = cf.shift;
-      if (c * nt / C == t) mean[c] = m, invstd[c] = is;  // each channel's output written once
+      if (c < C) mean[c] = m, invstd[c] = is;
     }
-    for (int64_t c = C; c < Cp; ++c) hi[c] = hi[c - C], lo[c] = lo[c - C], sc[c] = sc[c - C], sh[c] = sh[c - C];
+#pragma omp barrier
     auto yv = [=](int64_t off, int64_t j, int64_t k) {
       const reg xv = k == V::width ? V::load(x + off) : V::load_tail(x + off, k, 0.f);
       return V::fmadd(V::sub(V::sub(xv, V::load(hi + j)), V::load(lo + j)), V::load(sc + j), V::load(sh + j));
@@ -290,7 +313,7 @@ void bn_backward_rows(const float* dy, const float* x, const float* mean, const 
                       int64_t C, int threads) {
   using reg = typename V::reg;
   const int64_t Cp = C + V::width;
-  std::vector<float> mu(Cp), coef(size_t(threads) * 3 * Cp, 0.f);
+  std::vector<float> mu(Cp), coef(3 * Cp, 0.f);
   for (int64_t c = 0; c < Cp; ++c) mu[c] = mean[c % C];
   std::vector<double> part(size_t(threads) * 2 * C, 0.0);
   const bool stream = stream_output(N, C, threads);
@@ -306,18 +329,20 @@ void bn_backward_rows(const float* dy, const float* x, const float* mean, const 
       b = V::mul(a, V::sub(ld(x + off, k), V::load(pm + c)));
     });
 #pragma omp barrier
-    float *kdy = coef.data() + size_t(t) * 3 * Cp, *kx = kdy + Cp, *k0 = kx + Cp;
-    for (int64_t c = 0; c < C; ++c) {
+    float *kdy = coef.data(), *kx = kdy + Cp, *k0 = kx + Cp;
+    int64_t c0, c1;  // channel slice and pad as in forward
+    thread_slice(C, c0, c1);
+    if (t == nt - 1) c1 = Cp;
+    for (int64_t c = c0; c < c1; ++c) {
+      const int64_t ch = c % C;
       double Sdy, Sdyx;
-      sum_partials(part, nt, C, c, Sdy, Sdyx);
-      if (c * nt / C == t) {  // each channel's gradients written once
-        if (dgamma) dgamma[c] = float(Sdyx * double(invstd[c]));
-        if (dbeta) dbeta[c] = float(Sdy);
-      }
-      const GradCoef cf = backward_coef(Sdy, Sdyx, double(N), invstd[c], gamma ? gamma[c] : 1.f);
+      sum_partials(part, nt, C, ch, Sdy, Sdyx);
+      if (c < C && dgamma) dgamma[c] = float(Sdyx * double(invstd[c]));
+      if (c < C && dbeta) dbeta[c] = float(Sdy);
+      const GradCoef cf = backward_coef(Sdy, Sdyx, double(N), invstd[ch], gamma ? gamma[ch] : 1.f);
       kdy[c] = cf.kdy, kx[c] = cf.kx, k0[c] = cf.k0;
     }
-    for (int64_t c = C; c < Cp; ++c) kdy[c] = kdy[c - C], kx[c] = kx[c - C], k0[c] = k0[c - C];
+#pragma omp barrier
     auto dxv = [=](int64_t off, int64_t j, int64_t k) {
       const bool full = k == V::width;
       const reg xv = full ? V::load(x + off) : V::load_tail(x + off, k, 0.f);
