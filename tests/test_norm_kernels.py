@@ -118,6 +118,29 @@ def test_batchnorm_train_forward_backward(shape, dtype, affine):
         assert dgamma is None and dbeta is None
 
 
+
+@pytest.mark.parametrize("C", [1001, 1024])
+def test_batchnorm_train_forward_backward_streamed(C):
+    # (N, C) outputs larger than 2 threads' L2s are written with non-temporal stores from a flat
+    # walk of each thread's rows: odd C puts row starts at every alignment and vectors across rows
+    rng = np.random.default_rng(C)
+    x, dy = make(rng, (1100, C), np.float32, 0.5, 2.0), make(rng, (1100, C), np.float32)
+    gamma, beta = make(rng, C, np.float32), make(rng, C, np.float32)
+    old = _core.get_num_threads()
+    try:
+        _core.set_num_threads(2)
+        y, mean, invstd = _core.batchnorm_forward_train(x, gamma, beta, EPS)
+        dx, dgamma, dbeta = _core.batchnorm_backward(dy, x, mean, invstd, gamma)
+    finally:
+        _core.set_num_threads(old)
+    y_ref, mean_ref, invstd_ref = bn_forward_ref(x, gamma, beta)
+    close(y, y_ref, tol(np.float32), "y")
+    close(mean, mean_ref, tol(np.float32), "mean")
+    dx_ref, dgamma_ref, dbeta_ref = bn_backward_ref(dy, x, mean, invstd, gamma)
+    close(dx, dx_ref, tol(np.float32), "dx", np.abs(bcast(gamma * invstd, x) * dy).max())
+    close(dgamma, dgamma_ref, tol(np.float32), "dgamma")
+    close(dbeta, dbeta_ref, tol(np.float32), "dbeta")
+
 @pytest.mark.parametrize("shape", [(2, 5), (9, 1023, 1), (64, 17, 3)])
 def test_batchnorm_eval(shape):
     rng = np.random.default_rng(3)

@@ -10,6 +10,8 @@ struct F32 {
   static constexpr int width = 8;
   static reg load(const float* p) { return _mm256_loadu_ps(p); }
   static void store(float* p, reg v) { _mm256_storeu_ps(p, v); }
+  // Non-temporal store; p aligned to the vector size.
+  static void stream(float* p, reg v) { _mm256_stream_ps(p, v); }
   static __m256i mask(long n) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(int(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
   }

@@ -11,6 +11,8 @@ struct F32 {
   static constexpr int width = 16;
   static reg load(const float* p) { return _mm512_loadu_ps(p); }
   static void store(float* p, reg v) { _mm512_storeu_ps(p, v); }
+  // Non-temporal store; p aligned to the vector size.
+  static void stream(float* p, reg v) { _mm512_stream_ps(p, v); }
   // Masked tail access: lanes >= n read as `fill` and are not written.
   static __mmask16 mask(long n) { return __mmask16((1u << n) - 1u); }
   static reg load_tail(const float* p, long n, float fill) {

@@ -2,6 +2,7 @@
 // (vec_avx2.h / vec_avx512.h), instantiated in norm_avx2.cpp and norm_avx512.cpp.
 // Statistics: one pass of shifted sums (see norm_pivot in norm.h), f32 lanes folded into double.
 #pragma once
+#include <immintrin.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -18,8 +19,6 @@ namespace deepcalc::norm_simd {
 constexpr int kFold = 64;
 // (N, C) BatchNorm: f32 partials for at most kBlock channels (8 KiB) stay in L1 while rows stream.
 constexpr int64_t kBlock = 1024;
-// Rows of software prefetch distance in (N, C) BatchNorm.
-constexpr int64_t kAhead = 8;
 
 template <class V>
 double lanes_sum(typename V::reg v) {
@@ -136,40 +135,48 @@ void write_backward(const float* dy, const float* x, float* dx, int64_t n, float
   }
 }
 
-// (N, C) BatchNorm gives each thread one contiguous channel range (C / threads, whole vectors)
-// and streams all N rows of it: per row a thread reads one long contiguous piece (2 KiB at
-// C = 1024, 2 threads), which the prefetchers follow; no partial sums cross threads, so the only
-// synchronisation is the join at the end (barriers cost a time slice when cores are shared).
-// Measured: 256-channel blocks (1 KiB pieces, one row at a time) ran 2x slower.
+// (N, C) BatchNorm splits the rows between threads: each thread's rows are one contiguous piece
+// of memory, which the hardware prefetchers stream at full speed. Each thread reduces its rows
+// over all channels into double partials; after one barrier every thread sums the partials of
+// all threads (same order everywhere, so all threads see the same coefficients) and writes its
+// own rows. The write pass walks the rows backwards, so it starts on the rows the reduction read
+// last, which are still in L2 (up to ~1.5 MiB of a thread's 8 MiB at (4096, 1024)).
+// Measured at (4096, 1024), 2 threads, same runs (ms, medians; the machine is shared, so noisy):
+// the former split of channels between threads (2 KiB of each row per thread) 1.8 fwd / 3.0 bwd,
+// this row split 1.5 / 2.4. Blocking channels so that a block of all N rows fits L2 (64
+// channels fwd, 32 bwd) ran 2-3x slower: a 4 KiB row stride maps a block's rows onto 1/16 of
+// the L2 sets (L2 then holds ~512 rows of any channel block, so the second pass missed anyway),
+// and 128-256 B pieces per 4 KiB page defeat the hardware prefetchers; software prefetch up to
+// 128 rows ahead, into L1 or L2, did not recover it. On whole rows software prefetch made no
+// measurable difference, so there is none.
 
-// Per-thread (N, C) reduction: adds to A[c], B[c] (double) the sums over rows [n0, n1) and
-// channels [cb, ce) of the vector pair (a, b) = pair(ld, n*C + c, c, a, b) for channels c.. (ld is a full or a
-// masked load; masked lanes must contribute 0). f32 partials live in L1 for a block of kBlock
-// channels and kFold rows; four rows are added in registers before touching them.
+// Rows [n0, n1) of this thread: whole kFold chunks, so the f32 partials fold at the same rows
+// whatever the thread count.
+inline void thread_rows(int64_t N, int64_t& n0, int64_t& n1) {
+  const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+  const int64_t chunks = (N + kFold - 1) / kFold;
+  n0 = std::min(N, chunks * t / nt * kFold);
+  n1 = std::min(N, chunks * (t + 1) / nt * kFold);
+}
+
+// Per-thread (N, C) reduction: adds to A[c], B[c] (double) the sums over rows [n0, n1) and all
+// C channels of the vector pair (a, b) = pair(ld, n*C + c, c, a, b) for channels c.. (ld is a
+// full or a masked load; masked lanes must contribute 0). f32 partials live in L1 for a block of
+// kBlock channels and kFold rows; four rows are added in registers before touching them.
 template <class V, class Pair>
-void reduce_rows(int64_t n0, int64_t n1, int64_t C, int64_t cb, int64_t ce, double* A, double* B,
-                 const float* s0, const float* s1, Pair pair) {
+void reduce_rows(int64_t n0, int64_t n1, int64_t C, double* A, double* B, Pair pair) {
   using reg = typename V::reg;
-  // Software prefetch kAhead rows down: each row contributes only a short piece of its page,
-  // too little for the hardware stream prefetcher to ramp up. s0, s1 (or null) are the inputs.
-  auto prefetch = [&](int64_t n, int rows, int64_t c) {
-    for (int i = 0; i < rows && n + i < n1; ++i) {
-      __builtin_prefetch(s0 + (n + i) * C + c);
-      if (s1) __builtin_prefetch(s1 + (n + i) * C + c);
-    }
-  };
   auto full = [](const float* p, int64_t) { return V::load(p); };
   auto tail = [](const float* p, int64_t k) { return V::load_tail(p, k, 0.f); };
   alignas(64) float a[kBlock], b[kBlock];
-  for (int64_t c0 = cb; c0 < ce; c0 += kBlock) {
-    const int64_t w = std::min(kBlock, ce - c0);
+  for (int64_t c0 = 0; c0 < C; c0 += kBlock) {
+    const int64_t w = std::min(kBlock, C - c0);
     for (int64_t r0 = n0; r0 < n1; r0 += kFold) {
       const int64_t r1 = std::min<int64_t>(n1, r0 + kFold);
-      std::fill(a, a + kBlock, 0.f);
-      std::fill(b, b + kBlock, 0.f);
+      std::fill(a, a + w, 0.f);
+      std::fill(b, b + w, 0.f);
       auto add_rows = [&](int64_t n, int rows, auto ld, int64_t j, int64_t k) {
         reg sa, sb, ta, tb;
-        prefetch(n + kAhead, rows, c0 + j);
         pair(ld, n * C + c0 + j, c0 + j, k, sa, sb);
         for (int i = 1; i < rows; ++i) {
           pair(ld, (n + i) * C + c0 + j, c0 + j, k, ta, tb);
@@ -190,97 +197,164 @@ void reduce_rows(int64_t n0, int64_t n1, int64_t C, int64_t cb, int64_t ce, doub
   }
 }
 
-// Channels [cb, ce) of this thread: C split in whole vectors, the last range takes the rest.
-template <class V>
-void thread_channels(int64_t C, int64_t& cb, int64_t& ce) {
-  const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
-  const int64_t vecs = (C + V::width - 1) / V::width;
-  cb = std::min(C, vecs * t / nt * V::width);
-  ce = std::min(C, vecs * (t + 1) / nt * V::width);
+// out[n*C + c] = f(n*C + c, c, k) for rows n1-1 down to n0 and all C channels (vectors of k
+// lanes; the last one of a row masked).
+template <class V, class F>
+void write_rows_backwards(int64_t n0, int64_t n1, int64_t C, float* out, F f) {
+  for (int64_t n = n1 - 1; n >= n0; --n) {
+    int64_t j = 0;
+    for (; j <= C - V::width; j += V::width) V::store(out + n * C + j, f(n * C + j, j, V::width));
+    if (j < C) V::store_tail(out + n * C + j, f(n * C + j, j, C - j), C - j);
+  }
 }
 
-// x, y are (N, C); gamma/beta/mean/invstd are (C). Each thread reduces its channels down all
-// rows, then writes them (for N*C*4 bytes beyond L2 the second read of x comes from L3/DRAM).
+// As write_rows_backwards, but over the flat range [n0*C, n1*C) with vectors aligned to their
+// size, streamed past the caches (f's channel vectors may run past C: coefficients must hold
+// channel c also at c + C, ..., up to C + V::width).
+template <class V, class F>
+void stream_rows_backwards(int64_t n0, int64_t n1, int64_t C, float* out, F f) {
+  constexpr int64_t W = V::width;
+  const int64_t b = n0 * C, e = n1 * C;
+  const int64_t mis = int64_t(reinterpret_cast<uintptr_t>(out + b) % (W * sizeof(float))) / int64_t(sizeof(float));
+  const int64_t a = std::min(e, b + (W - mis) % W), z = a + (e - a) / W * W;
+  if (z < e) V::store_tail(out + z, f(z, z % C, e - z), e - z);
+  for (int64_t i = z - W; i >= a; i -= W) V::stream(out + i, f(i, i % C, W));
+  if (b < a) V::store_tail(out + b, f(b, b % C, a - b), a - b);
+  _mm_sfence();
+}
+
+// Outputs larger than the threads' L2s together are streamed: they cannot stay in L2 for the
+// next op anyway; non-temporal stores skip reading every output line before writing it (a
+// quarter of the forward's traffic) and leave the inputs in the shared L3, where the second
+// pass (and a repeated call) finds them. Measured at (4096, 1024), 2 threads, alternating runs
+// (ms, medians): fwd 1.01 -> 0.80, bwd 1.86 -> 1.23. Smaller outputs stay cached for the op
+// that reads them. out comes from the bindings' allocator, so it is at least float-aligned.
+constexpr int64_t kL2Bytes = int64_t(2) << 20;  // per core (Zen 4)
+inline bool stream_output(int64_t N, int64_t C, int threads) {
+  return N * C * int64_t(sizeof(float)) > threads * kL2Bytes;
+}
+
+// norm_pivot for every channel of (N, C) at once, row by row: the same double sums in the same
+// order, but over contiguous rows rather than one strided column at a time.
+inline void column_pivots(const float* x, int64_t N, int64_t C, float* piv) {
+  const int64_t k = std::min<int64_t>(N, 16);
+  std::vector<double> s(C, 0.0);
+  for (int64_t i = 0; i < k; ++i)
+    for (int64_t c = 0; c < C; ++c) s[c] += x[i * C + c];
+  for (int64_t c = 0; c < C; ++c) piv[c] = float(k ? s[c] / double(k) : 0.0);
+}
+
+// Channels [c0, c1) of this thread, for work after the barrier that is split by channel.
+inline void thread_slice(int64_t C, int64_t& c0, int64_t& c1) {
+  const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+  c0 = C * t / nt;
+  c1 = C * (t + 1) / nt;
+}
+
+// Sum over threads of the per-thread double partials part[t*2*C + (0..2C)], in thread order.
+inline void sum_partials(const std::vector<double>& part, int threads, int64_t C, int64_t c,
+                         double& A, double& B) {
+  A = B = 0;
+  for (int t = 0; t < threads; ++t) A += part[size_t(t) * 2 * C + c], B += part[size_t(t) * 2 * C + C + c];
+}
+
+// x, y are (N, C); gamma/beta/mean/invstd are (C). Pivots, per-thread shifted sums over the
+// thread's rows, barrier, coefficients by channel slice, barrier, then y for the thread's rows.
 template <class V>
 void bn_forward_rows(const float* x, const float* gamma, const float* beta, float* y, float* mean,
                      float* invstd, int64_t N, int64_t C, double eps, int threads) {
   using reg = typename V::reg;
   const int64_t Cp = C + V::width;  // padded: masked tail lanes read 0 from the pad
-  std::vector<float> piv(Cp, 0.f), hi(Cp, 0.f), lo(Cp, 0.f), sc(Cp, 0.f), sh(Cp, 0.f);
-  std::vector<double> S1(C, 0.0), S2(C, 0.0);
+  std::vector<float> piv(Cp, 0.f), coef(4 * Cp, 0.f);
+  column_pivots(x, N, C, piv.data());
+  std::vector<double> part(size_t(threads) * 2 * C, 0.0);
+  const bool stream = stream_output(N, C, threads);
 #pragma omp parallel num_threads(threads)
   {
-    int64_t cb, ce;
-    thread_channels<V>(C, cb, ce);
-    for (int64_t c = cb; c < ce; ++c) piv[c] = float(norm_pivot(x + c, N, C));
+    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    int64_t n0, n1;
+    thread_rows(N, n0, n1);
+    double* S = part.data() + size_t(t) * 2 * C;
     const float* pv = piv.data();
-    reduce_rows<V>(0, N, C, cb, ce, S1.data(), S2.data(), x, nullptr, [=](auto ld, int64_t off, int64_t c, int64_t k, reg& a, reg& b) {
+    reduce_rows<V>(n0, n1, C, S, S + C, [=](auto ld, int64_t off, int64_t c, int64_t k, reg& a, reg& b) {
       a = V::sub(ld(x + off, k), V::load(pv + c));
       b = V::mul(a, a);
     });
-    for (int64_t c = cb; c < ce; ++c) {
-      const AffineCoef cf = forward_coef(piv[c], S1[c], S2[c], double(N), eps, gamma, beta, c, mean[c], invstd[c]);
+#pragma omp barrier
+    float *hi = coef.data(), *lo = hi + Cp, *sc = lo + Cp, *sh = sc + Cp;
+    // Coefficients of this thread's channel slice; the last thread also fills the pad with
+    // channels 0.. again (stream_rows_backwards reads across row ends).
+    int64_t c0, c1;
+    thread_slice(C, c0, c1);
+    if (t == nt - 1) c1 = Cp;
+    for (int64_t c = c0; c < c1; ++c) {
+      const int64_t ch = c % C;
+      double S1, S2;
+      float m, is;
+      sum_partials(part, nt, C, ch, S1, S2);
+      const AffineCoef cf = forward_coef(piv[ch], S1, S2, double(N), eps, gamma, beta, ch, m, is);
       hi[c] = cf.mhi, lo[c] = cf.mlo, sc[c] = cf.scale, sh[c] = cf.shift;
+      if (c < C) mean[c] = m, invstd[c] = is;
     }
-    auto yv = [ph = hi.data(), pl = lo.data(), ps = sc.data(), pt = sh.data()](reg xv, int64_t j) {
-      return V::fmadd(V::sub(V::sub(xv, V::load(ph + j)), V::load(pl + j)), V::load(ps + j), V::load(pt + j));
+#pragma omp barrier
+    auto yv = [=](int64_t off, int64_t j, int64_t k) {
+      const reg xv = k == V::width ? V::load(x + off) : V::load_tail(x + off, k, 0.f);
+      return V::fmadd(V::sub(V::sub(xv, V::load(hi + j)), V::load(lo + j)), V::load(sc + j), V::load(sh + j));
     };
-    for (int64_t n = 0; n < N; ++n) {
-      const float* xr = x + n * C;
-      float* yr = y + n * C;
-      int64_t j = cb;
-      for (; j <= ce - V::width; j += V::width) {
-        if (n + kAhead < N) __builtin_prefetch(xr + kAhead * C + j);
-        V::store(yr + j, yv(V::load(xr + j), j));
-      }
-      if (j < ce) V::store_tail(yr + j, yv(V::load_tail(xr + j, ce - j, 0.f), j), ce - j);
-    }
+    if (stream) stream_rows_backwards<V>(n0, n1, C, y, yv);
+    else write_rows_backwards<V>(n0, n1, C, y, yv);
   }
 }
 
-// dy, x, dx are (N, C); mean/invstd/gamma, dgamma/dbeta are (C). Same channel split as forward.
+// dy, x, dx are (N, C); mean/invstd/gamma, dgamma/dbeta are (C). Same row split as forward.
 template <class V>
 void bn_backward_rows(const float* dy, const float* x, const float* mean, const float* invstd,
                       const float* gamma, float* dx, float* dgamma, float* dbeta, int64_t N,
                       int64_t C, int threads) {
   using reg = typename V::reg;
   const int64_t Cp = C + V::width;
-  std::vector<float> mu(Cp, 0.f), kdy(Cp, 0.f), kx(Cp, 0.f), k0(Cp, 0.f);
-  for (int64_t c = 0; c < C; ++c) mu[c] = mean[c];
-  std::vector<double> Sdy(C, 0.0), Sdyx(C, 0.0);
+  std::vector<float> mu(Cp), coef(3 * Cp, 0.f);
+  for (int64_t c = 0; c < Cp; ++c) mu[c] = mean[c % C];
+  std::vector<double> part(size_t(threads) * 2 * C, 0.0);
+  const bool stream = stream_output(N, C, threads);
 #pragma omp parallel num_threads(threads)
   {
-    int64_t cb, ce;
-    thread_channels<V>(C, cb, ce);
+    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    int64_t n0, n1;
+    thread_rows(N, n0, n1);
+    double* S = part.data() + size_t(t) * 2 * C;
     const float* pm = mu.data();
-    reduce_rows<V>(0, N, C, cb, ce, Sdy.data(), Sdyx.data(), dy, x, [=](auto ld, int64_t off, int64_t c, int64_t k, reg& a, reg& b) {
+    reduce_rows<V>(n0, n1, C, S, S + C, [=](auto ld, int64_t off, int64_t c, int64_t k, reg& a, reg& b) {
       a = ld(dy + off, k);  // masked lanes: dy = 0 contributes nothing
       b = V::mul(a, V::sub(ld(x + off, k), V::load(pm + c)));
     });
-    for (int64_t c = cb; c < ce; ++c) {
-      if (dgamma) dgamma[c] = float(Sdyx[c] * double(invstd[c]));
-      if (dbeta) dbeta[c] = float(Sdy[c]);
-      const GradCoef cf = backward_coef(Sdy[c], Sdyx[c], double(N), invstd[c], gamma ? gamma[c] : 1.f);
+#pragma omp barrier
+    float *kdy = coef.data(), *kx = kdy + Cp, *k0 = kx + Cp;
+    int64_t c0, c1;  // channel slice and pad as in forward
+    thread_slice(C, c0, c1);
+    if (t == nt - 1) c1 = Cp;
+    for (int64_t c = c0; c < c1; ++c) {
+      const int64_t ch = c % C;
+      double Sdy, Sdyx;
+      sum_partials(part, nt, C, ch, Sdy, Sdyx);
+      if (c < C && dgamma) dgamma[c] = float(Sdyx * double(invstd[c]));
+      if (c < C && dbeta) dbeta[c] = float(Sdy);
+      const GradCoef cf = backward_coef(Sdy, Sdyx, double(N), invstd[ch], gamma ? gamma[ch] : 1.f);
       kdy[c] = cf.kdy, kx[c] = cf.kx, k0[c] = cf.k0;
     }
-    auto dxv = [pm, px = kx.data(), pd = kdy.data(), p0 = k0.data()](reg xv, reg g, int64_t j) {
-      return V::fmadd(V::sub(xv, V::load(pm + j)), V::load(px + j), V::fmadd(g, V::load(pd + j), V::load(p0 + j)));
+#pragma omp barrier
+    auto dxv = [=](int64_t off, int64_t j, int64_t k) {
+      const bool full = k == V::width;
+      const reg xv = full ? V::load(x + off) : V::load_tail(x + off, k, 0.f);
+      const reg g = full ? V::load(dy + off) : V::load_tail(dy + off, k, 0.f);
+      return V::fmadd(V::sub(xv, V::load(pm + j)), V::load(kx + j), V::fmadd(g, V::load(kdy + j), V::load(k0 + j)));
     };
-    for (int64_t n = 0; n < N; ++n) {
-      const float *xr = x + n * C, *gr = dy + n * C;
-      float* dr = dx + n * C;
-      int64_t j = cb;
-      for (; j <= ce - V::width; j += V::width) {
-        if (n + kAhead < N) __builtin_prefetch(xr + kAhead * C + j), __builtin_prefetch(gr + kAhead * C + j);
-        V::store(dr + j, dxv(V::load(xr + j), V::load(gr + j), j));
-      }
-      if (j < ce)
-        V::store_tail(dr + j, dxv(V::load_tail(xr + j, ce - j, 0.f), V::load_tail(gr + j, ce - j, 0.f), j), ce - j);
-    }
+    if (stream) stream_rows_backwards<V>(n0, n1, C, dx, dxv);
+    else write_rows_backwards<V>(n0, n1, C, dx, dxv);
   }
 }
 
-// x, y are (N, C, L), gamma/beta/mean/invstd are (C). L == 1: channel ranges per thread,
+// x, y are (N, C, L), gamma/beta/mean/invstd are (C). L == 1: row ranges per thread,
 // vectorized across channels; L > 1: channels per thread, vectorized along L.
 template <class V>
 void batchnorm_forward_train(const float* x, const float* gamma, const float* beta, float* y,
