@@ -128,7 +128,7 @@ py::array gemm(const py::array& a, const py::array& b, bool trans_a, bool trans_
     require_contiguous(op, "out", c);
     require_writeable(op, "out", c);
   } else {
-    c = py::array(a.dtype(), shape);
+    c = new_array(a.dtype(), shape);
     beta = 0;  // no C to scale
   }
   if (is_f32(a)) gemm_typed<float>(oa, ob, trans_a, trans_b, alpha, beta, batch, m, n, ka, c);
@@ -173,9 +173,9 @@ py::tuple linear_forward(const py::array& x, const py::array& w, std::optional<p
                             std::to_string(ow.rows) + ",) for weight " + shape_str(w));
     require_contiguous(op, "bias", *bias);
   }
-  py::array y(x.dtype(), std::vector<py::ssize_t>{ox.rows, ow.rows});
+  py::array y = new_array(x.dtype(), {ox.rows, ow.rows});
   const bool separate_z = save_preactivation && act != Activation::None;
-  py::array z = separate_z ? py::array(x.dtype(), std::vector<py::ssize_t>{ox.rows, ow.rows}) : py::array();
+  py::array z = separate_z ? new_array(x.dtype(), {ox.rows, ow.rows}) : py::array();
   const py::array* b = bias ? &*bias : nullptr;
   if (is_f32(x)) linear_forward_typed<float>(ox, ow, b, act, y, separate_z ? &z : nullptr);
   else linear_forward_typed<double>(ox, ow, b, act, y, separate_z ? &z : nullptr);
@@ -188,7 +188,7 @@ template <typename T>
 void linear_backward_typed(const py::array& dy, const Operand& x, const Operand& w, const py::array* saved,
                            Activation act, py::array* dx, py::array* dw, py::array* db) {
   const int64_t N = x.rows, IN = x.cols, OUT = w.rows;
-  py::array dz_store = act == Activation::None ? py::array() : py::array(dy.dtype(), std::vector<py::ssize_t>{N, OUT});
+  py::array dz_store = act == Activation::None ? py::array() : new_array(dy.dtype(), {N, OUT});
   const T* dz = act == Activation::None ? cptr<T>(dy) : mptr<T>(dz_store);
   py::gil_scoped_release nogil;
   ThreadBudget budget(N * IN * OUT, kGemmGrain);
@@ -240,8 +240,8 @@ py::tuple linear_backward(const py::array& dy, const py::array& x, const py::arr
     require_contiguous(op, "saved", *saved);
   }
   py::array dx, dw, db;
-  if (need_dx) dx = py::array(dy.dtype(), std::vector<py::ssize_t>{ox.rows, ox.cols});
-  if (need_dw) dw = py::array(dy.dtype(), std::vector<py::ssize_t>{ow.rows, ow.cols});
+  if (need_dx) dx = new_array(dy.dtype(), {ox.rows, ox.cols});
+  if (need_dw) dw = new_array(dy.dtype(), {ow.rows, ow.cols});
   if (need_db) db = py::array(dy.dtype(), std::vector<py::ssize_t>{ow.rows});
   const py::array* s = act != Activation::None ? &*saved : nullptr;
   if (is_f32(dy))

@@ -38,7 +38,7 @@ template <typename T> T* mptr(py::array& a) { return static_cast<T*>(a.mutable_d
 template <typename T> const T* cptr(const OptArray& a) { return a ? cptr<T>(*a) : nullptr; }
 
 py::array empty_of(const py::array& like, std::vector<py::ssize_t> shape) {
-  return py::array(like.dtype(), shape);
+  return new_array(like.dtype(), shape);
 }
 
 // A per-channel / per-feature vector: same dtype as x, contiguous, shape (C,).

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "common/host_cache.h"
+
 namespace deepcalc::bind {
 namespace py = pybind11;
 
@@ -57,9 +59,30 @@ inline void require_same_shape(const char* op, const char* arg, const py::array&
                           ", expected the shape of " + ref_arg + " " + shape_str(ref));
 }
 
+// An uninitialized C-contiguous output array. Large ones take their memory from the kernels'
+// host cache (common/host_cache.h): the array's base is a capsule that hands the block back to
+// the cache when NumPy frees the array, so the next step's output of that size costs no page
+// faults. Small ones are plain NumPy allocations.
+inline py::array new_array(const py::dtype& dt, const std::vector<py::ssize_t>& shape) {
+  std::size_t count = 1;
+  for (py::ssize_t s : shape) count *= std::size_t(s);
+  std::size_t block_bytes = 0;
+  void* p = host_cache_acquire(count * std::size_t(dt.itemsize()), &block_bytes);
+  if (!p) return py::array(dt, shape);
+  struct Block {
+    void* ptr;
+    std::size_t bytes;
+  };
+  py::capsule owner(new Block{p, block_bytes}, [](void* b) {
+    auto* block = static_cast<Block*>(b);
+    host_cache_release(block->ptr, block->bytes);
+    delete block;
+  });
+  return py::array(dt, shape, p, owner);
+}
+
 inline py::array empty_like(const py::array& a) {
-  std::vector<py::ssize_t> shape(a.shape(), a.shape() + a.ndim());
-  return py::array(a.dtype(), shape);
+  return new_array(a.dtype(), std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim()));
 }
 
 }  // namespace deepcalc::bind

@@ -16,7 +16,7 @@ from .ops import (abs, add, astype, broadcast_to, clip, concatenate, div, erf, e
                   min, minimum, mul, neg, permute, pow, relu, reshape, sigmoid, sign, slogdet,
                   softmax, sqrt, squeeze, stack, std, sub, sum, swapaxes, tanh, transpose, var,
                   where)
-from . import data, func, nn, optim, testing, train
+from . import data, func, memory, nn, optim, testing, train
 from .serialization import load, save
 
 __version__ = "0.1.0"
@@ -54,7 +54,7 @@ __all__ = [
     "Tensor", "tensor", "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled",
     "manual_seed", "set_num_threads", "get_num_threads", "cpu_capability",
     "grad", "value_and_grad", "vjp", "jvp", "jacrev", "jacfwd", "hessian", "hvp",
-    "jacobian_logdet", "autograd_grad", "func", "nn", "testing", "optim", "data", "train",
+    "jacobian_logdet", "autograd_grad", "func", "memory", "nn", "testing", "optim", "data", "train",
     "save", "load",
     "zeros", "ones", "full", "zeros_like", "ones_like", "arange", "eye", "randn", "rand",
     "abs", "add", "astype", "broadcast_to", "clip", "concatenate", "div", "erf", "exp",

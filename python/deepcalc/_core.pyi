@@ -12,6 +12,11 @@ def cpu_capability() -> str: ...            # 'scalar' | 'avx2' | 'avx512' (afte
 def cpu_detected_capability() -> str: ...   # what cpuid + XGETBV allow
 def cpu_capability_error() -> str: ...      # '' unless DEEPCALC_CPU_CAPABILITY was invalid
 
+# Output-buffer cache (common/host_cache.h): outputs >= 256 KiB reuse freed blocks.
+def host_cache_empty() -> None: ...
+def host_cache_set_limit(bytes: int) -> None: ...
+def host_cache_stats() -> dict[str, int]: ...
+
 # --- GEMM (cpp/gemm) -----------------------------------------------------------------------
 def gemm(a: np.ndarray, b: np.ndarray, trans_a: bool = False, trans_b: bool = False,
          alpha: float = 1.0, beta: float = 0.0, out: np.ndarray | None = None) -> np.ndarray:
