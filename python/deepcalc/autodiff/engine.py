@@ -6,6 +6,8 @@ rules whatever ``create_graph`` says (that is how ``jvp(grad(f))`` works).
 """
 from __future__ import annotations
 
+from heapq import heapify, heappop, heappush
+
 import numpy as np
 
 from .graph import _RELEASED_MSG, STATE, Tensor, node_of, wrap
@@ -31,6 +33,21 @@ def _topo_order(roots):
                 order.append(node)
     order.reverse()
     return order
+
+
+def _seq_order(roots):
+    """Yield the nodes reachable from ``roots`` in decreasing creation order (``Node.seq``),
+    which puts every node after all of its consumers; each node once."""
+    queued = set(roots)
+    heap = [(-n.seq, n) for n in queued]
+    heapify(heap)
+    while heap:
+        node = heappop(heap)[1]
+        yield node
+        for nxt in node.next:
+            if nxt is not None and nxt not in queued:
+                queued.add(nxt)
+                heappush(heap, (-nxt.seq, nxt))
 
 
 def _sum(a: Tensor, b: Tensor, plain: bool) -> Tensor:
@@ -60,10 +77,11 @@ def run_backward(outputs, grad_outputs, inputs=None, retain_graph=False, create_
         for i, t in enumerate(inputs):
             if t.requires_grad:
                 targets.setdefault(node_of(t), []).append(i)
-    order = _topo_order(roots)
-    if targets is not None:
+    if targets is None:
+        order = _seq_order(roots)
+    else:
         # Only nodes with a path to some target need their rule run.
-        useful = set()
+        order, useful = _topo_order(roots), set()
         for node in reversed(order):
             if node in targets or any(n is not None and n in useful for n in node.next):
                 useful.add(node)
@@ -74,6 +92,9 @@ def run_backward(outputs, grad_outputs, inputs=None, retain_graph=False, create_
     prev_mode = STATE.grad_enabled
     STATE.grad_enabled = create_graph
     pop, get = grads.pop, grads.get
+    # Nodes whose pending gradient is a sum this loop allocated and nobody else has seen: in
+    # plain mode further contributions are added into it in place.
+    owned = set()
     try:
         for node in order:
             g = pop(node, None)
@@ -108,7 +129,14 @@ def run_backward(outputs, grad_outputs, inputs=None, retain_graph=False, create_
                     raise RuntimeError(f"{prim.name}: VJP rule returned a gradient of shape "
                                        f"{gi.data.shape} for an input of shape {inp.data.shape}")
                 prev = get(nxt)
-                grads[nxt] = gi if prev is None else _sum(prev, gi, plain)
+                if prev is None:
+                    grads[nxt] = gi
+                elif nxt in owned and prev.data.dtype == gi.data.dtype:
+                    np.add(prev.data, gi.data, out=prev.data)
+                else:
+                    grads[nxt] = _sum(prev, gi, plain)
+                    if plain:
+                        owned.add(nxt)
             if not retain_graph:  # free what the rule needed (Node.release, inlined: hot loop)
                 node.inputs = node.saved = node.out_data = node.out_fw = None
     finally:

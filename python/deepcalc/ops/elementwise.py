@@ -1,7 +1,11 @@
 """Element-wise primitives (NumPy forward; broadcasting binary ops reduce their gradients back
 to each input's shape with ``sum_to``).  Derivative factors that are piecewise constant
 (relu's mask, abs's sign, clip's window) are constants; every other factor is built from
-differentiable ops so that any-order derivatives are exact."""
+differentiable ops so that any-order derivatives are exact.
+
+The hottest VJP rules also have a first-order branch (``not needs_graph(...)``: nothing would
+be recorded, as in a plain ``backward()``) that computes the same expression on the arrays,
+skipping the per-op bookkeeping; tests/test_plain_vjp.py checks both branches agree."""
 from __future__ import annotations
 
 import math
@@ -9,9 +13,9 @@ import math
 import numpy as np
 
 from .. import _core
-from ..autodiff.graph import TENSOR_TYPES, Primitive, Tensor, apply, wrap
+from ..autodiff.graph import TENSOR_TYPES, Primitive, Tensor, apply, needs_graph, wrap
 from ._convert import as_tensor, binary_operands, broadcast_shapes, check_float, contiguous
-from .shape import sum_to
+from .shape import sum_to, sum_to_array
 
 
 def _const(arr) -> Tensor:
@@ -51,6 +55,10 @@ class Sub(Primitive):
 
     def vjp(self, ctx, g):
         a, b = ctx.inputs
+        if not needs_graph(g):
+            return (wrap(sum_to_array(g.data, a.data.shape)) if a.requires_grad else None,
+                    wrap(sum_to_array(np.negative(g.data), b.data.shape))
+                    if b.requires_grad else None)
         return (sum_to(g, a.data.shape) if a.requires_grad else None,
                 sum_to(-g, b.data.shape) if b.requires_grad else None)
 
@@ -66,6 +74,10 @@ class Mul(Primitive):
 
     def vjp(self, ctx, g):
         a, b = ctx.inputs
+        if not needs_graph(g, a, b):
+            gd = g.data
+            return (wrap(sum_to_array(gd * b.data, a.data.shape)) if a.requires_grad else None,
+                    wrap(sum_to_array(gd * a.data, b.data.shape)) if b.requires_grad else None)
         return (sum_to(g * b, a.data.shape) if a.requires_grad else None,
                 sum_to(g * a, b.data.shape) if b.requires_grad else None)
 
@@ -82,6 +94,11 @@ class Div(Primitive):
 
     def vjp(self, ctx, g):
         a, b = ctx.inputs
+        if not needs_graph(g, a, b):
+            ga = g.data / b.data
+            return (wrap(sum_to_array(ga, a.data.shape)) if a.requires_grad else None,
+                    wrap(sum_to_array(np.negative(ga * ctx.out_data), b.data.shape))
+                    if b.requires_grad else None)
         ga = g / b
         return (sum_to(ga, a.data.shape) if a.requires_grad else None,
                 sum_to(-ga * ctx.out, b.data.shape) if b.requires_grad else None)
@@ -174,6 +191,8 @@ class Neg(Primitive):
         return np.negative(x)
 
     def vjp(self, ctx, g):
+        if not needs_graph(g):
+            return (wrap(np.negative(g.data)),)
         return (-g,)
 
     def jvp(self, ctx, t):
@@ -187,6 +206,8 @@ class Exp(Primitive):
         return np.exp(x)
 
     def vjp(self, ctx, g):
+        if not needs_graph(g, ctx.inputs[0]):
+            return (wrap(g.data * ctx.out_data),)
         return (g * ctx.out,)
 
     def jvp(self, ctx, t):
@@ -200,7 +221,10 @@ class Log(Primitive):
         return np.log(x)
 
     def vjp(self, ctx, g):
-        return (g / ctx.inputs[0],)
+        x = ctx.inputs[0]
+        if not needs_graph(g, x):
+            return (wrap(g.data / x.data),)
+        return (g / x,)
 
     def jvp(self, ctx, t):
         return t / ctx.inputs[0]
@@ -213,6 +237,8 @@ class Sqrt(Primitive):
         return np.sqrt(x)
 
     def vjp(self, ctx, g):
+        if not needs_graph(g, ctx.inputs[0]):
+            return (wrap(g.data / (2 * ctx.out_data)),)
         return (g / (2 * ctx.out),)
 
     def jvp(self, ctx, t):
@@ -239,6 +265,9 @@ class Tanh(Primitive):
         return np.tanh(x)
 
     def vjp(self, ctx, g):
+        if not needs_graph(g, ctx.inputs[0]):
+            return (wrap(_core.activation_backward(contiguous(g.data), contiguous(ctx.out_data),
+                                                   "tanh")),)
         return (apply(_tanh_backward, (g, ctx.out)),)
 
     def jvp(self, ctx, t):
@@ -273,6 +302,9 @@ class Sigmoid(Primitive):
         return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
 
     def vjp(self, ctx, g):
+        if not needs_graph(g, ctx.inputs[0]):
+            return (wrap(_core.activation_backward(contiguous(g.data), contiguous(ctx.out_data),
+                                                   "sigmoid")),)
         return (apply(_sigmoid_backward, (g, ctx.out)),)
 
     def jvp(self, ctx, t):
@@ -305,7 +337,10 @@ class Relu(Primitive):
         return np.maximum(x, 0)
 
     def vjp(self, ctx, g):
-        return (apply(_relu_backward, (g,), {"x": ctx.inputs[0].data}),)
+        x = ctx.inputs[0].data
+        if not needs_graph(g):
+            return (wrap(_core.activation_backward(contiguous(g.data), contiguous(x), "relu")),)
+        return (apply(_relu_backward, (g,), {"x": x}),)
 
     def jvp(self, ctx, t):
         return apply(_relu_backward, (t,), {"x": ctx.inputs[0].data})

@@ -10,7 +10,7 @@ import numpy as np
 from .. import _core
 from ..autodiff.graph import TENSOR_TYPES, Primitive, Tensor, apply, needs_graph, wrap
 from ._convert import as_tensor, binary_operands, check_float
-from .shape import reshape, sum_to, swapaxes
+from .shape import reshape, sum_to, sum_to_array, swapaxes
 
 
 def _gemm_operand(x: np.ndarray, trans: bool):
@@ -57,9 +57,9 @@ class MatMul(Primitive):
         a, b = ctx.inputs
         if not needs_graph(g, a, b):
             # first order only: the GEMM takes the transposes as flags
-            ga = wrap(_sum_to_array(gemm(g.data, b.data, trans_b=True), a.data.shape)) \
+            ga = wrap(sum_to_array(gemm(g.data, b.data, trans_b=True), a.data.shape)) \
                 if a.requires_grad else None
-            gb = wrap(_sum_to_array(gemm(a.data, g.data, trans_a=True), b.data.shape)) \
+            gb = wrap(sum_to_array(gemm(a.data, g.data, trans_a=True), b.data.shape)) \
                 if b.requires_grad else None
             return ga, gb
         ga = sum_to(matmul(g, swapaxes(b, -1, -2)), a.data.shape) if a.requires_grad else None
@@ -74,15 +74,6 @@ class MatMul(Primitive):
         if tb is not None:
             out = matmul(a, tb) if out is None else out + matmul(a, tb)
         return out
-
-
-def _sum_to_array(x: np.ndarray, shape) -> np.ndarray:
-    if x.shape == shape:
-        return x
-    lead = x.ndim - len(shape)
-    x = x.sum(axis=tuple(range(lead))) if lead else x
-    axes = tuple(i for i, n in enumerate(shape) if n == 1 and x.shape[i] != 1)
-    return x.sum(axis=axes, keepdims=True) if axes else x
 
 
 _matmul = MatMul()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..autodiff.graph import Primitive, Tensor, apply, wrap
+from ..autodiff.graph import Primitive, Tensor, apply, needs_graph, wrap
 from ._convert import as_tensor, check_float, normalize_axis
 from .shape import broadcast_to, reshape
 
@@ -28,7 +28,11 @@ class Sum(Primitive):
 
     def vjp(self, ctx, g):
         x = ctx.inputs[0]
-        return (_expand(g, x.shape, ctx.params["axes"], ctx.params["keepdims"]),)
+        axes, keepdims = ctx.params["axes"], ctx.params["keepdims"]
+        if not needs_graph(g):  # first order: the same broadcast view, without bookkeeping
+            gd = g.data if keepdims else g.data.reshape(_keepdims_shape(x.shape, axes))
+            return (wrap(np.broadcast_to(gd, x.shape)),)
+        return (_expand(g, x.shape, axes, keepdims),)
 
     def jvp(self, ctx, t):
         return apply(self, (t,), ctx.params)

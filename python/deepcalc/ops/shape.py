@@ -3,6 +3,8 @@ with its scatter-add adjoint, concatenate and stack.  Each is linear, so its JVP
 op itself to the tangent and its VJP is the adjoint op."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..autodiff.graph import Primitive, Tensor, apply, wrap
@@ -58,6 +60,16 @@ def broadcast_to(x, shape) -> Tensor:
     return apply(_broadcast_to, (x,), {"shape": shape})
 
 
+def sum_to_array(x: np.ndarray, shape) -> np.ndarray:
+    """``sum_to`` on a plain array (first-order fast paths of the VJP rules)."""
+    if x.shape == shape:
+        return x
+    lead = x.ndim - len(shape)
+    x = x.sum(axis=tuple(range(lead))) if lead else x
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and x.shape[i] != 1)
+    return x.sum(axis=axes, keepdims=True) if axes else x
+
+
 def sum_to(x: Tensor, shape) -> Tensor:
     """Sum ``x`` over the axes that broadcasting added to reach it from ``shape``."""
     if x.data.shape == shape:
@@ -79,13 +91,13 @@ class Reshape(Primitive):
 
 
 def _resolve_shape(old, shape):
-    size = int(np.prod(old))
-    known = int(np.prod([s for s in shape if s != -1]))
+    size = math.prod(old)
+    known = math.prod(s for s in shape if s != -1)
     bad = shape.count(-1) > 1 or any(s < -1 for s in shape)
     if not bad and -1 in shape:
         bad = known == 0 or size % known != 0
         shape = tuple(size // known if s == -1 else s for s in shape) if not bad else shape
-    if bad or int(np.prod(shape)) != size:
+    if bad or math.prod(shape) != size:
         raise ValueError(f"reshape: cannot reshape a tensor of shape {old} ({size} elements) "
                          f"into {shape}")
     return shape
