@@ -11,6 +11,7 @@ from ..autodiff.graph import Tensor, wrap
 from ..creation import default_generator
 from ..ops import gelu, log_softmax, relu, sigmoid, softmax, tanh  # noqa: F401  (re-exported)
 from ..ops._convert import as_tensor
+from ..ops.linear import linear_act
 
 ACTIVATIONS = ("none", "relu", "tanh", "sigmoid", "gelu")
 
@@ -42,7 +43,6 @@ def linear(x, weight, bias=None, activation=None):
         raise TypeError(f"linear: x is {x.dtype}, weight is {weight.dtype}"
                         + (f", bias is {bias.dtype}" if bias is not None else "")
                         + "; deepcalc never mixes dtypes silently")
-    from ..ops.linear import linear_act
     return linear_act(x, weight, bias, activation or "none")
 
 
