@@ -1,7 +1,8 @@
 """BatchNorm1d and LayerNorm forward + backward as users call them (dc.nn layers, training
-mode), deepcalc vs torch.nn in the same run with the same threads, float32.  Prints medians,
-torch/deepcalc ratios, and the achieved memory bandwidth next to a plain copy's measured in the
-same run (the bound these kernels race against).
+mode), deepcalc vs torch.nn in the same run with the same threads, float32, taking turns in
+every round (bench/python/_timing.py).  Prints medians of rounds, torch/deepcalc ratios (median
+of per-round ratios; best rounds' ratio in brackets), and the achieved memory bandwidth next to
+a plain copy's measured in the same run (the bound these kernels race against).
 
 Bytes counted per forward + backward: the kernels must read x and write y (forward), read dy
 and x and write dx (backward): 5 x the array size.  Our kernels make a second read pass over x
@@ -16,6 +17,7 @@ import statistics
 import time
 
 import numpy as np
+from _timing import alternate, ratio
 
 import deepcalc as dc
 
@@ -63,14 +65,18 @@ def fwd_bwd_torch(layer, x, dy):
 
 
 def case(name, x, dy, ours, theirs, repeats, copy):
-    t_dc = median_time(fwd_bwd_dc(ours, x, dy), repeats)
+    fns = {"dc": fwd_bwd_dc(ours, x, dy)}
+    if torch is not None:
+        fns["torch"] = fwd_bwd_torch(theirs, x, dy)
+    times = alternate(fns, repeats)
+    t_dc = statistics.median(times["dc"])
     gbs = 5 * x.nbytes / t_dc / 1e9
     line = f"{name:<26}{t_dc * 1e3:>10.3f}"
     if torch is not None:
-        t_th = median_time(fwd_bwd_torch(theirs, x, dy), repeats)
-        line += f"{t_th * 1e3:>10.3f}{t_th / t_dc:>9.2f}x"
+        med, best = ratio(times["torch"], times["dc"])
+        line += f"{statistics.median(times['torch']) * 1e3:>10.3f}{med:>9.2f}x [{best:.2f}x]"
     else:
-        line += f"{'-':>10}{'-':>10}"
+        line += f"{'-':>10}{'-':>18}"
     print(line + f"{gbs:>9.1f}{gbs / copy:>8.2f}")
 
 
@@ -85,20 +91,20 @@ def main():
     rng = np.random.default_rng(0)
     print(f"float32, {args.threads} threads, median of {args.repeats}; GB/s counts 5 x size "
           "(read x, write y, read dy and x, write dx)")
-    print(f"{'case':<26}{'dc ms':>10}{'torch ms':>10}{'torch/dc':>10}{'GB/s':>9}{'/copy':>8}")
+    print(f"{'case':<26}{'dc ms':>10}{'torch ms':>10}{'torch/dc':>18}{'GB/s':>9}{'/copy':>8}")
     for n, c in ((4096, 1024), (256, 1024)):
         x = rng.standard_normal((n, c)).astype(np.float32)
         dy = rng.standard_normal((n, c)).astype(np.float32)
         copy = copy_gbs(x, args.repeats)
         theirs = torch.nn.BatchNorm1d(c) if torch is not None else None
         case(f"BatchNorm1d ({n}, {c})", x, dy, dc.nn.BatchNorm1d(c), theirs, args.repeats, copy)
-        print(f"{'  plain copy, same size':<26}{'':>39}{copy:>9.1f}")
+        print(f"{'  plain copy, same size':<26}{'':>38}{copy:>9.1f}")
     x = rng.standard_normal((8192, 512)).astype(np.float32)
     dy = rng.standard_normal((8192, 512)).astype(np.float32)
     copy = copy_gbs(x, args.repeats)
     theirs = torch.nn.LayerNorm(512) if torch is not None else None
     case("LayerNorm (8192, 512)", x, dy, dc.nn.LayerNorm(512), theirs, args.repeats, copy)
-    print(f"{'  plain copy, same size':<26}{'':>39}{copy:>9.1f}")
+    print(f"{'  plain copy, same size':<26}{'':>38}{copy:>9.1f}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """Training-step and inference speed: a 784-256-256-10 ReLU MLP at batch 128 with
 cross-entropy, one SGD (momentum) step and one Adam step, deepcalc vs torch eager on the CPU in
-the same run, same threads.  Prints milliseconds (median of repeats) and torch/deepcalc ratios.
+the same run, same threads, deepcalc and torch taking turns in every round (bench/python/_timing.py).
+Prints milliseconds (median of rounds) and torch/deepcalc ratios (median of per-round ratios;
+ratio of the best rounds in brackets).
 
     python bench/python/compare_training.py [--threads 2] [--repeats 15]
 """
@@ -8,9 +10,9 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import numpy as np
+from _timing import alternate, ratio
 
 import deepcalc as dc
 from deepcalc.nn import functional as F
@@ -22,18 +24,6 @@ except ImportError:
 
 SIZES = [784, 256, 256, 10]
 BATCH = 128
-
-
-def median_ms(fn, repeats, inner):
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(inner):
-            fn()
-        times.append((time.perf_counter() - t0) / inner * 1e3)
-    return statistics.median(times)
 
 
 def deepcalc_cases(x, y):
@@ -97,14 +87,19 @@ def main():
         torch.set_num_threads(args.threads)
     print(f"MLP {'-'.join(map(str, SIZES))}, batch {BATCH}, float32, {args.threads} threads, "
           f"median of {args.repeats} x {args.inner}")
-    print(f"{'case':<20}{'deepcalc ms':>13}{'torch ms':>11}{'torch/deepcalc':>16}")
+    print(f"{'case':<20}{'deepcalc ms':>13}{'torch ms':>11}{'torch/deepcalc':>24}")
     for name, fn in ours.items():
-        t_dc = median_ms(fn, args.repeats, args.inner)
+        fns = {"dc": fn}
         if name in theirs:
-            t_th = median_ms(theirs[name], args.repeats, args.inner)
-            print(f"{name:<20}{t_dc:>13.3f}{t_th:>11.3f}{t_th / t_dc:>15.2f}x")
+            fns["torch"] = theirs[name]
+        times = alternate(fns, args.repeats, args.inner)
+        t_dc = statistics.median(times["dc"]) * 1e3
+        if name in theirs:
+            t_th = statistics.median(times["torch"]) * 1e3
+            med, best = ratio(times["torch"], times["dc"])
+            print(f"{name:<20}{t_dc:>13.3f}{t_th:>11.3f}{med:>15.2f}x [{best:.2f}x]")
         else:
-            print(f"{name:<20}{t_dc:>13.3f}{'-':>11}{'-':>16}")
+            print(f"{name:<20}{t_dc:>13.3f}{'-':>11}{'-':>24}")
 
 
 if __name__ == "__main__":
