@@ -7,11 +7,12 @@ from __future__ import annotations
 import numpy as np
 
 from .. import ops
-from ..autodiff.graph import Tensor, wrap
+from ..autodiff.graph import Tensor, in_transform, wrap
 from ..creation import default_generator
 from ..ops import gelu, log_softmax, relu, sigmoid, softmax, tanh  # noqa: F401  (re-exported)
 from ..ops._convert import as_tensor
 from ..ops.linear import linear_act
+from ..ops.norm import batch_norm_train, layer_norm as _layer_norm
 
 ACTIVATIONS = ("none", "relu", "tanh", "sigmoid", "gelu")
 
@@ -167,8 +168,6 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None,
     batch_mean, var <- (1 - momentum) var + momentum * unbiased batch variance.  They are left
     untouched while a function transform (grad, jvp, jacrev, hessian, ...) evaluates the layer.
     Eval mode normalizes with the running statistics."""
-    from ..autodiff.graph import in_transform
-    from ..ops.norm import batch_norm_train
     x = as_tensor(x)
     if x.ndim not in (2, 3):
         raise ValueError(f"batch_norm: expected x of shape (N, C) or (N, C, L), got {x.shape}")
@@ -207,7 +206,6 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None,
 
 def layer_norm(x, normalized_shape=None, weight=None, bias=None, eps: float = 1e-5):
     """Layer normalization over the last axis (``normalized_shape`` must be that axis' size)."""
-    from ..ops.norm import layer_norm as _ln
     x = as_tensor(x)
     c = x.shape[-1] if x.ndim else 0
     if normalized_shape is not None:
@@ -221,4 +219,4 @@ def layer_norm(x, normalized_shape=None, weight=None, bias=None, eps: float = 1e
                              f"{name} has shape {tuple(t.shape)}")
     if (weight is None) != (bias is None):
         raise ValueError("layer_norm: weight and bias must both be given or both be None")
-    return _ln(x, weight, bias, eps)
+    return _layer_norm(x, weight, bias, eps)

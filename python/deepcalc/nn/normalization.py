@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..autodiff.graph import Tensor, wrap
+from ..autodiff.graph import Tensor, in_transform, wrap
 from ..creation import default_generator
 from . import functional as F
 from .module import Module, Parameter
@@ -53,7 +53,6 @@ class BatchNorm1d(Module):
         self.last_noise = None
 
     def forward(self, x):
-        from ..autodiff.graph import in_transform
         if x.ndim not in (2, 3) or x.shape[1] != self.num_features:
             raise ValueError(f"BatchNorm1d: expected input (N, {self.num_features}) or "
                              f"(N, {self.num_features}, L), got {tuple(x.shape)}")
