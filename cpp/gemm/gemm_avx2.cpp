@@ -8,10 +8,10 @@
 namespace deepcalc {
 
 void gemm_f32_avx2(const GemmParams<float>& p, int threads) {
-  gemm_simd::gemm<gemm256::F32, 6, 2>(p, threads);
+  gemm_simd::gemm<gemm256::F32, 6, 2, 6>(p, threads);
 }
 void gemm_f64_avx2(const GemmParams<double>& p, int threads) {
-  gemm_simd::gemm<gemm256::F64, 6, 2>(p, threads);
+  gemm_simd::gemm<gemm256::F64, 6, 2, 6>(p, threads);
 }
 void act_backward_f32_avx2(const ActBackwardParams<float>& p, int threads) {
   gemm_simd::act_backward<gemm256::F32>(p, threads);

@@ -8,10 +8,10 @@
 namespace deepcalc {
 
 void gemm_f32_avx512(const GemmParams<float>& p, int threads) {
-  gemm_simd::gemm<gemm512::F32, 8, 2>(p, threads);
+  gemm_simd::gemm<gemm512::F32, 8, 2, 12>(p, threads);
 }
 void gemm_f64_avx512(const GemmParams<double>& p, int threads) {
-  gemm_simd::gemm<gemm512::F64, 8, 2>(p, threads);
+  gemm_simd::gemm<gemm512::F64, 8, 2, 12>(p, threads);
 }
 void act_backward_f32_avx512(const ActBackwardParams<float>& p, int threads) {
   gemm_simd::act_backward<gemm512::F32>(p, threads);
