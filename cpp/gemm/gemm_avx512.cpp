@@ -1,6 +1,7 @@
 // AVX-512 instantiation of the packed GEMM (compiled with -mavx512f ...): f32 tile 8x32 and
 // f64 tile 8x16, 16 zmm accumulators each (Zen 4 issues one 512-bit FMA per cycle, latency 4);
-// narrow outputs (n <= 16 / 8) use 16x16 / 16x8, short ones (see gemm_simd::gemm) 4x64 / 4x32.
+// narrow outputs (n <= 16 / 8) use 16x16 / 16x8, short ones (see gemm_simd::gemm) 4x64 / 4x32;
+// the unpacked direct path uses up to 12 x 32 / 12 x 16 (24 accumulators + 2 B vectors + 1 broadcast).
 #include "gemm/gemm.h"
 #include "gemm/gemm_simd.h"
 #include "gemm/gemm_vec_avx512.h"

@@ -14,16 +14,29 @@ namespace deepcalc::gemm_direct {
 
 using gemm_kernel::Epilogue;
 
-// The largest k that takes this path whatever m is. Packing pays when each packed value feeds
-// many FMAs; with k <= 16 a B panel (k x NR) is at most 2 KiB, re-read from L1 by every row tile,
-// and the A tile copy is MR * k values, so packing only adds passes. Measured (AVX-512, 1 thread,
-// 128 x 256 output): k = 10 packed 10.4 us, direct 4.9 us; see the commit message for more.
+// Thresholds, from direct vs packed (1 thread, AVX-512 f32, Zen 4 VM; medians, noisy +-15%):
+// - kDirectMaxK: any m takes this path when k <= 16. Packing pays when each packed value feeds
+//   many FMAs; here a B panel (k x NR) is at most 2 KiB, re-read from L1 by every row tile, and
+//   B rows are streamed in order, so packing only adds passes. Direct / packed time: 128x256 at
+//   k = 10 0.76, k = 16 0.85, 64x64x16 0.95, 512x512x16 0.82, 2048x2048x16 0.39. At k = 24 and
+//   32 the gain (0.89, 0.91) is within the run-to-run noise, so the cap stays at 16. Narrow
+//   outputs (n <= NR / 2) are left to the packed 2MR x NR/2 tile, whose lanes they fill: direct
+//   / packed 128x10x10 1.65, 1000x10x16 2.00, 128x16x16 2.34.
+// - m <= MR (one row tile, any k): packing B cannot be reused by a second row tile. Direct /
+//   packed: 10x256x128 TN 0.57, 10x256x784 NN 0.56, 12x1024x1024 TN 0.72, 8x2048x512 NN 0.55;
+//   but 12x4096x512 TN (B 8 MiB) 1.47, 8x2048x2048 NN (16 MiB) 1.57, 10x1024x4096 TN (16 MiB) 1.95:
+//   walking B a 32-column strip at a time down all k rows misses caches once B is far beyond L2,
+//   so that rule is capped at kDirectMaxBBytes of B. Few rows win at narrow n too (10x10x128
+//   TN 0.44, 12x12x500 NN 0.83).
 constexpr int64_t kDirectMaxK = 16;
+constexpr int64_t kDirectMaxBBytes = int64_t(4) << 20;
 
-// Whether the direct path computes this product: B rows must be contiguous along n (no trans_b),
-// and either k is short or op(A) has at most one tile of rows (then packing B cannot be reused).
-inline bool applies(int64_t m, int64_t k, bool trans_b, int mr) {
-  return k >= 1 && !trans_b && (k <= kDirectMaxK || m <= mr);
+// Whether the direct path (row tiles of up to mr rows, nr columns) computes this product: B rows
+// must be contiguous along n (no trans_b), and either k is short and the output not narrow, or
+// op(A) has at most one tile of rows and B is at most kDirectMaxBBytes.
+inline bool applies(int64_t m, int64_t n, int64_t k, bool trans_b, int mr, int nr, int64_t elem_bytes) {
+  if (k < 1 || trans_b) return false;
+  return (k <= kDirectMaxK && n > nr / 2) || (m <= mr && k * n * elem_bytes <= kDirectMaxBBytes);
 }
 
 // Epilogue of a staged tile (rows x NR values, row stride NR): the valid rows x nr corner of C.
@@ -124,19 +137,19 @@ struct Direct {
     }
   }
 
-  // One GEMM split across threads: by row tiles when there are enough of them, else by column
-  // blocks (m <= MR: every thread reads all of A, a k x MR sliver, and its own columns of B).
+  // One GEMM split across threads: into equal row ranges when there is at least a row tile per
+  // thread (the last tile of a range may be short; with 2 threads 128 rows split 64 + 64, not
+  // 60 + 68 by whole tiles), else into column blocks (m <= MR: each thread reads all of A, a
+  // k x m sliver, and its own columns of B).
   static void one(const GemmParams<T>& p, const T* a, const T* b, T* c, T* z, int threads) {
     const int64_t row_tiles = (p.m + MR - 1) / MR, col_blocks = (p.n + NR - 1) / NR;
     const bool by_rows = row_tiles >= threads;
-    const int64_t units = by_rows ? row_tiles : col_blocks;
-    threads = int(std::min<int64_t>(threads, units));
+    threads = int(std::min<int64_t>(threads, by_rows ? row_tiles : col_blocks));
     if (threads <= 1) return block(p, a, b, c, z, 0, p.m, 0, p.n);
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int t = 0; t < threads; ++t) {
-      const int64_t u0 = units * t / threads, u1 = units * (t + 1) / threads;
-      if (by_rows) block(p, a, b, c, z, u0 * MR, std::min(p.m, u1 * MR), 0, p.n);
-      else block(p, a, b, c, z, 0, p.m, u0 * NR, std::min(p.n, u1 * NR));
+      if (by_rows) block(p, a, b, c, z, p.m * t / threads, p.m * (t + 1) / threads, 0, p.n);
+      else block(p, a, b, c, z, 0, p.m, col_blocks * t / threads * NR, std::min(p.n, col_blocks * (t + 1) / threads * NR));
     }
   }
 

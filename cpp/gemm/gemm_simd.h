@@ -169,13 +169,14 @@ struct Gemm {
 // MR * NV accumulators: MR x NV; for narrow outputs (n <= NR / 2, e.g. a 10-class logits layer)
 // 2MR x NV/2; for short outputs whose rows pad badly (m = 10 pads to 16 rows with MR = 8 but to
 // 12 with MR / 2 = 4; also m < MR such as small-batch inference) MR/2 x 2NV; m == 1 or n == 1
-// goes to the unpacked matrix-vector path (gemv_simd.h).
+// goes to the unpacked matrix-vector path (gemv_simd.h), and short k or few rows (at most DMR,
+// the direct tile's rows) to the unpacked direct path (gemm_direct_simd.h, see its thresholds).
 template <class V, int MR, int NV, int DMR>
 void gemm(const GemmParams<typename V::T>& p, int threads) {
   static_assert(NV % 2 == 0 && MR % 2 == 0, "the narrow and short tiles halve NV and MR");
   constexpr int64_t NR = NV * V::width;
   if ((p.m == 1 || p.n == 1) && p.k > 0) gemv_simd::run<V>(p, threads);  // matrix-vector
-  else if (gemm_direct::applies(p.m, p.k, p.trans_b, DMR)) gemm_direct::Direct<V, DMR, NV>::run(p, threads);
+  else if (gemm_direct::applies(p.m, p.n, p.k, p.trans_b, DMR, NR, sizeof(typename V::T))) gemm_direct::Direct<V, DMR, NV>::run(p, threads);
   else if (p.n <= NR / 2) Gemm<V, 2 * MR, NV / 2>::run(p, threads);
   else if (p.n > NR && round_up(p.m, MR / 2) < round_up(p.m, MR)) Gemm<V, MR / 2, 2 * NV>::run(p, threads);
   else Gemm<V, MR, NV>::run(p, threads);
