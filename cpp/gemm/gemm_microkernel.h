@@ -16,11 +16,31 @@
 #include <immintrin.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 
 #include "gemm/gemm_epilogue.h"
 
 namespace deepcalc::gemm_kernel {
+
+// Grow-only 64-byte aligned scratch, one per (thread, slot); each thread packs into its own.
+template <typename T>
+T* scratch(int slot, int64_t count) {
+  struct Buf {
+    void* p = nullptr;
+    size_t bytes = 0;
+    ~Buf() { std::free(p); }
+  };
+  thread_local Buf bufs[2];
+  Buf& b = bufs[slot];
+  const size_t need = (count * sizeof(T) + 64 + 63) / 64 * 64;
+  if (need > b.bytes) {
+    std::free(b.p);
+    b.p = std::aligned_alloc(64, need);
+    b.bytes = need;
+  }
+  return static_cast<T*>(b.p);
+}
 
 // What the microkernel does with its tile, by position of the K block:
 //   first block: C = alpha*acc + beta*C (C not read when beta == 0); later blocks: C += alpha*acc;

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <vector>
 
+#include "gemm/gemm_direct_simd.h"
 #include "gemm/gemm_microkernel.h"
 #include "gemm/gemv_simd.h"
 
@@ -34,25 +35,6 @@ constexpr double kPerBatchParallelFlops = 2.0 * 160 * 160 * 160;
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
-
-// Grow-only 64-byte aligned scratch, one per (thread, slot); each thread packs into its own.
-template <typename T>
-T* scratch(int slot, int64_t count) {
-  struct Buf {
-    void* p = nullptr;
-    size_t bytes = 0;
-    ~Buf() { std::free(p); }
-  };
-  thread_local Buf bufs[2];
-  Buf& b = bufs[slot];
-  const size_t need = round_up(int64_t(count * sizeof(T)) + 64, 64);
-  if (need > b.bytes) {
-    std::free(b.p);
-    b.p = std::aligned_alloc(64, need);
-    b.bytes = need;
-  }
-  return static_cast<T*>(b.p);
-}
 
 template <class V, int MR, int NV>
 struct Gemm {
@@ -89,8 +71,8 @@ struct Gemm {
     const int64_t kc_step = ceil_div(k, ceil_div(k, kc_cap));
     const int64_t mc_step = round_up(ceil_div(m, ceil_div(m, mc_cap)), MR);
     const int64_t nc_step = round_up(ceil_div(n, ceil_div(n, nc_cap)), NR);
-    T* ap = scratch<T>(0, mc_step * kc_step);
-    T* bp = scratch<T>(1, nc_step * kc_step);
+    T* ap = gemm_kernel::scratch<T>(0, mc_step * kc_step);
+    T* bp = gemm_kernel::scratch<T>(1, nc_step * kc_step);
     for (int64_t jc = 0; jc < n; jc += nc_step) {
       const int64_t nc = std::min(nc_step, n - jc);
       for (int64_t pc = 0; pc < k; pc += kc_step) {
@@ -187,12 +169,14 @@ struct Gemm {
 // MR * NV accumulators: MR x NV; for narrow outputs (n <= NR / 2, e.g. a 10-class logits layer)
 // 2MR x NV/2; for short outputs whose rows pad badly (m = 10 pads to 16 rows with MR = 8 but to
 // 12 with MR / 2 = 4; also m < MR such as small-batch inference) MR/2 x 2NV; m == 1 or n == 1
-// goes to the unpacked matrix-vector path (gemv_simd.h).
-template <class V, int MR, int NV>
+// goes to the unpacked matrix-vector path (gemv_simd.h), and short k or few rows (at most DMR,
+// the direct tile's rows) to the unpacked direct path (gemm_direct_simd.h, see its thresholds).
+template <class V, int MR, int NV, int DMR>
 void gemm(const GemmParams<typename V::T>& p, int threads) {
   static_assert(NV % 2 == 0 && MR % 2 == 0, "the narrow and short tiles halve NV and MR");
   constexpr int64_t NR = NV * V::width;
   if ((p.m == 1 || p.n == 1) && p.k > 0) gemv_simd::run<V>(p, threads);  // matrix-vector
+  else if (gemm_direct::applies(p.m, p.n, p.k, p.trans_b, DMR, NR, sizeof(typename V::T))) gemm_direct::Direct<V, DMR, NV>::run(p, threads);
   else if (p.n <= NR / 2) Gemm<V, 2 * MR, NV / 2>::run(p, threads);
   else if (p.n > NR && round_up(p.m, MR / 2) < round_up(p.m, MR)) Gemm<V, MR / 2, 2 * NV>::run(p, threads);
   else Gemm<V, MR, NV>::run(p, threads);
