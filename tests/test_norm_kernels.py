@@ -327,3 +327,34 @@ def test_layernorm_errors():
         _core.layernorm_backward(x.astype(np.float64), x, np.zeros(8, np.float32), np.zeros(8, np.float32), None)
     with pytest.raises(ValueError, match=r"layernorm_backward: mean has shape \(7,\), expected x.shape\[:-1\] of x \(8, 511\)"):
         _core.layernorm_backward(x, x, np.zeros(7, np.float32), np.zeros(8, np.float32), None)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_update_running_matches_torch_rule(dtype):
+    rng = np.random.default_rng(3)
+    c, m, momentum, eps = 37, 9, 0.1, 1e-5
+    rm = rng.standard_normal(c).astype(dtype)
+    rv = rng.uniform(0.5, 2.0, c).astype(dtype)
+    mean = rng.standard_normal(c).astype(dtype)
+    var = rng.uniform(0.1, 3.0, c)
+    invstd = (1 / np.sqrt(var + eps)).astype(dtype)
+    want_m = (1 - momentum) * rm.astype(np.float64) + momentum * mean
+    want_v = (1 - momentum) * rv.astype(np.float64) + momentum * var * m / (m - 1)
+    _core.batchnorm_update_running(rm, rv, mean, invstd, m, momentum, eps)
+    tol = 1e-6 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(rm, want_m, rtol=tol)
+    np.testing.assert_allclose(rv, want_v, rtol=tol)
+
+
+def test_update_running_rejects_bad_input():
+    v = np.zeros(4, np.float32)
+    with pytest.raises(TypeError, match="running_var"):
+        _core.batchnorm_update_running(v.copy(), np.zeros(4), v, v, 8, 0.1, 1e-5)
+    with pytest.raises(ValueError, match="running_mean has shape"):
+        _core.batchnorm_update_running(np.zeros(5, np.float32), v.copy(), v, v, 8, 0.1, 1e-5)
+    with pytest.raises(ValueError, match="count"):
+        _core.batchnorm_update_running(v.copy(), v.copy(), v, v, 1, 0.1, 1e-5)
+    ro = v.copy()
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="writeable"):
+        _core.batchnorm_update_running(ro, v.copy(), v, v, 8, 0.1, 1e-5)

@@ -473,3 +473,10 @@ def test_non_contiguous_inputs_match_contiguous():
             results.append([y.data, xt.grad.data] + [p.grad.data for p in mod.parameters()])
         for a, b in zip(*results):
             np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-14)
+
+
+def test_batch_norm_running_stats_of_another_dtype_raise():
+    x = dc.tensor(np.random.default_rng(0).standard_normal((8, 3)))  # float64
+    rm, rv = dc.tensor(np.zeros(3, np.float32)), dc.tensor(np.ones(3, np.float32))
+    with pytest.raises(TypeError, match="batch_norm: x is float64 but running_mean is float32"):
+        dc.nn.functional.batch_norm(x, rm, rv, training=True)

@@ -90,6 +90,36 @@ py::tuple batchnorm_forward_train(const py::array& x, const OptArray& gamma, con
                    : bn_train_impl<double>(x, gamma, beta, eps, N, C, L);
 }
 
+void batchnorm_update_running_stats(py::array& running_mean, py::array& running_var,
+                                    const py::array& mean, const py::array& invstd, int64_t count,
+                                    double momentum, double eps) {
+  const char* op = "batchnorm_update_running";
+  require_float(op, "mean", mean);
+  if (mean.ndim() != 1)
+    throw py::value_error(std::string(op) + ": mean must be (C,), got shape " + shape_str(mean));
+  const int64_t C = mean.shape(0);
+  require_contiguous(op, "mean", mean);
+  for (auto* v : {&running_mean, &running_var}) {
+    const char* name = v == &running_mean ? "running_mean" : "running_var";
+    require_same_dtype(op, name, *v, "mean", mean);
+    require_same_shape(op, name, *v, "mean", mean);
+    require_contiguous(op, name, *v);
+    require_writeable(op, name, *v);
+  }
+  require_same_dtype(op, "invstd", invstd, "mean", mean);
+  require_same_shape(op, "invstd", invstd, "mean", mean);
+  require_contiguous(op, "invstd", invstd);
+  if (count <= 1)
+    throw py::value_error(std::string(op) + ": count (values per channel) must be > 1, got " +
+                          std::to_string(count));
+  if (is_f32(mean))
+    batchnorm_update_running(mptr<float>(running_mean), mptr<float>(running_var), cptr<float>(mean),
+                             cptr<float>(invstd), C, count, momentum, eps);
+  else
+    batchnorm_update_running(mptr<double>(running_mean), mptr<double>(running_var),
+                             cptr<double>(mean), cptr<double>(invstd), C, count, momentum, eps);
+}
+
 template <typename T>
 py::array bn_eval_impl(const py::array& x, const py::array& rm, const py::array& rv,
                        const OptArray& gamma, const OptArray& beta, double eps, int64_t N, int64_t C,
@@ -241,6 +271,11 @@ void bind_norm(py::module_& m) {
         "BatchNorm with batch statistics. x is (N, C) or (N, C, L), C-contiguous float32/float64;\n"
         "gamma/beta are (C,) or None. Returns (y, mean, invstd): mean and invstd = 1/sqrt(var + eps)\n"
         "per channel over N and L (biased var); y = (x - mean) * invstd * gamma + beta.");
+  m.def("batchnorm_update_running", &batchnorm_update_running_stats, py::arg("running_mean"),
+        py::arg("running_var"), py::arg("mean"), py::arg("invstd"), py::arg("count"),
+        py::arg("momentum"), py::arg("eps"),
+        "In place, torch's rule: running_mean = (1 - momentum) running_mean + momentum mean;\n"
+        "running_var likewise with the unbiased batch variance (1/invstd^2 - eps) count/(count-1).");
   m.def("batchnorm_forward_eval", &batchnorm_forward_eval, py::arg("x"), py::arg("running_mean"),
         py::arg("running_var"), py::arg("gamma"), py::arg("beta"), py::arg("eps"),
         "BatchNorm with running statistics: y = (x - running_mean) / sqrt(running_var + eps) * gamma + beta.");

@@ -66,6 +66,23 @@ batchnorm_backward_fn<float> batchnorm_backward_f32();
 layernorm_forward_fn<float> layernorm_forward_f32();
 layernorm_backward_fn<float> layernorm_backward_f32();
 
+// Running statistics after a training-mode forward, torch's rule, in place: with M values per
+// channel and the biased batch variance var = 1/invstd^2 - eps,
+//   running_mean = (1 - momentum) running_mean + momentum mean,
+//   running_var  = (1 - momentum) running_var  + momentum var M / (M - 1)   (unbiased; M > 1).
+// O(C) and computed in double; it runs once per step after the forward kernel.
+template <typename T>
+void batchnorm_update_running(T* running_mean, T* running_var, const T* mean, const T* invstd,
+                              int64_t C, int64_t M, double momentum, double eps) {
+  const double keep = 1.0 - momentum, unbias = double(M) / double(M - 1);
+  for (int64_t c = 0; c < C; ++c) {
+    const double is = double(invstd[c]);
+    const double var = (1.0 / (is * is) - eps) * unbias;
+    running_mean[c] = T(keep * double(running_mean[c]) + momentum * double(mean[c]));
+    running_var[c] = T(keep * double(running_var[c]) + momentum * var);
+  }
+}
+
 // Helpers shared by the reference and SIMD kernels.
 // Shifted sums: with d = x - p, mean = p + S1/M and var = S2/M - (S1/M)^2. The subtraction
 // cancels only by a factor (mean - p)^2 / var, so p is taken near the mean: the average of the

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import ops
+from .. import _core, ops
 from ..autodiff.graph import Tensor, in_transform, wrap
 from ..creation import default_generator
 from ..ops import gelu, log_softmax, relu, sigmoid, softmax, tanh  # noqa: F401  (re-exported)
@@ -186,12 +186,12 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None,
                              f"training, got input size {x.shape}")
         y, mu, invstd = batch_norm_train(x, weight, bias, eps)
         if running_mean is not None and not in_transform():
-            var_unbiased = (1.0 / (invstd.astype(np.float64) ** 2) - eps) * m / (m - 1)
-            rm, rv = running_mean.data, running_var.data
-            rm *= 1 - momentum
-            rm += momentum * mu.astype(rm.dtype)
-            rv *= 1 - momentum
-            rv += (momentum * var_unbiased).astype(rv.dtype)
+            if running_mean.dtype != x.dtype or running_var.dtype != x.dtype:
+                raise TypeError(f"batch_norm: x is {x.dtype} but running_mean is "
+                                f"{running_mean.dtype} and running_var {running_var.dtype}; "
+                                "deepcalc never mixes dtypes silently")
+            _core.batchnorm_update_running(running_mean.data, running_var.data, mu, invstd, m,
+                                           float(momentum), float(eps))
         return y
     # eval: an affine map with constant scale and shift per channel
     shape = (c,) if x.ndim == 2 else (1, c, 1)

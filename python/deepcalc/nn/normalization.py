@@ -56,12 +56,14 @@ class BatchNorm1d(Module):
         if x.ndim not in (2, 3) or x.shape[1] != self.num_features:
             raise ValueError(f"BatchNorm1d: expected input (N, {self.num_features}) or "
                              f"(N, {self.num_features}, L), got {tuple(x.shape)}")
-        use_batch = self.training or not self.track_running_stats
-        if self.training and self.track_running_stats and not in_transform():
-            self.num_batches_tracked.data[...] += 1
-        y = F.batch_norm(x, self.running_mean if self.track_running_stats else None,
-                         self.running_var if self.track_running_stats else None,
-                         self.weight, self.bias, use_batch, self.momentum, self.eps)
+        track, training = self.track_running_stats, self.training
+        bufs, params = self._buffers, self._parameters  # one lookup each (hot path)
+        if training and track and not in_transform():
+            bufs["num_batches_tracked"].data[...] += 1
+        y = F.batch_norm(x, bufs["running_mean"] if track else None,
+                         bufs["running_var"] if track else None,
+                         params["weight"], params["bias"], training or not track, self.momentum,
+                         self.eps)
         if self.noise and self.training:
             y = y + self._noise(x.shape, x.dtype)
         return y
