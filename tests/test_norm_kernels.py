@@ -141,6 +141,29 @@ def test_batchnorm_train_forward_backward_streamed(C):
     close(dgamma, dgamma_ref, tol(np.float32), "dgamma")
     close(dbeta, dbeta_ref, tol(np.float32), "dbeta")
 
+@pytest.mark.parametrize("C", [513, 512])
+def test_layernorm_forward_backward_large_two_threads(C):
+    # larger than the threads' L2s, rows split between 2 threads; odd C puts row starts at every
+    # alignment and a cache line across the threads' boundary rows
+    rng = np.random.default_rng(C)
+    x, dy = make(rng, (2100, C), np.float32, -1.0, 3.0), make(rng, (2100, C), np.float32)
+    gamma, beta = make(rng, C, np.float32), make(rng, C, np.float32)
+    old = _core.get_num_threads()
+    try:
+        _core.set_num_threads(2)
+        y, mean, invstd = _core.layernorm_forward(x, gamma, beta, EPS)
+        dx, dgamma, dbeta = _core.layernorm_backward(dy, x, mean, invstd, gamma)
+    finally:
+        _core.set_num_threads(old)
+    y_ref, mean_ref, invstd_ref = ln_forward_ref(x, gamma, beta)
+    close(y, y_ref, tol(np.float32), "y")
+    close(invstd, invstd_ref, tol(np.float32), "invstd")
+    dx_ref, dgamma_ref, dbeta_ref = ln_backward_ref(dy, x, mean, invstd, gamma)
+    close(dx, dx_ref, tol(np.float32), "dx", np.abs(invstd[:, None] * dy * gamma).max())
+    close(dgamma, dgamma_ref, tol(np.float32), "dgamma")
+    close(dbeta, dbeta_ref, tol(np.float32), "dbeta")
+
+
 @pytest.mark.parametrize("shape", [(2, 5), (9, 1023, 1), (64, 17, 3)])
 def test_batchnorm_eval(shape):
     rng = np.random.default_rng(3)
