@@ -64,7 +64,15 @@ int main(int argc, char** argv) {
     return 0;
   }
   std::vector<int> thread_counts = {1, 2};
-  if (argc > 1) thread_counts = {std::atoi(argv[1])};
+  if (argc > 1) {
+    const int t = std::atoi(argv[1]);
+    if (t < 1) {
+      std::fprintf(stderr, "usage: gemm_bench [threads >= 1]   (default: 1 and 2)\n"
+                           "       gemm_bench --peak           (only the FMA peak)\n");
+      return std::string(argv[1]) == "--help" ? 0 : 2;
+    }
+    thread_counts = {t};
+  }
   std::printf("kernel path: %s\n", deepcalc::cpu_capability_name(deepcalc::cpu_capability()));
   const double peak = fma_peak_gflops_f32();
   std::printf("float32 FMA peak, 1 core: %.1f GFLOP/s\n", peak);
