@@ -429,8 +429,18 @@ void batchnorm_backward(const float* dy, const float* x, const float* mean, cons
   }
 }
 
+// Whether row pointer p can take V's aligned non-temporal stores.
+template <class V>
+inline bool vector_aligned(const float* p) {
+  return reinterpret_cast<uintptr_t>(p) % (V::width * sizeof(float)) == 0;
+}
+
 // x, y are (R, C); gamma/beta are (C) or null; mean/invstd are (R). Rows per thread; each row
-// is reduced and then written while it is still in L1.
+// is reduced and then written while it is still in L1. Outputs larger than the threads' L2s
+// (stream_output) are written with non-temporal stores on rows whose start is vector-aligned
+// (all rows when C is a multiple of the width and y is aligned; others use plain stores).
+// Measured at (8192, 512), 2 threads, three alternating process pairs, as a fraction of a plain
+// copy's time in the same run: fwd 0.93 -> 0.87, bwd 1.63 -> 1.47 (the backward's dx the same).
 template <class V>
 void layernorm_forward(const float* x, const float* gamma, const float* beta, float* y, float* mean,
                        float* invstd, int64_t R, int64_t C, double eps, int threads) {
@@ -438,36 +448,47 @@ void layernorm_forward(const float* x, const float* gamma, const float* beta, fl
   const std::vector<float> ones(gamma ? 0 : C, 1.f), zeros(beta ? 0 : C, 0.f);
   const float* g = gamma ? gamma : ones.data();
   const float* b = beta ? beta : zeros.data();
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t r = 0; r < R; ++r) {
-    const float* xr = x + r * C;
-    float* yr = y + r * C;
-    const float p = float(norm_pivot(xr, C, 1));
-    PairSums<V> s;
-    add_moments<V>(s, xr, C, p);
-    s.fold();
-    double mu, is;
-    finish_stats(p, s.A, s.B, double(C), eps, mu, is);
-    mean[r] = float(mu);
-    invstd[r] = float(is);
-    // y = ((x - hi) - lo) * invstd * gamma + beta, hi + lo = mean as in AffineCoef
-    const reg hi = V::set1(float(mu)), lo = V::set1(float(mu - double(float(mu)))), vis = V::set1(float(is));
-    int64_t j = 0;
-    for (; j <= C - V::width; j += V::width)
-      V::store(yr + j, V::fmadd(V::mul(V::sub(V::sub(V::load(xr + j), hi), lo), vis), V::load(g + j), V::load(b + j)));
-    if (j < C) {
-      const int64_t k = C - j;
-      const reg xh = V::mul(V::sub(V::sub(V::load_tail(xr + j, k, 0.f), hi), lo), vis);
-      V::store_tail(yr + j, V::fmadd(xh, V::load_tail(g + j, k, 0.f), V::load_tail(b + j, k, 0.f)), k);
+  const bool stream = stream_output(R, C, threads);
+#pragma omp parallel num_threads(threads)
+  {
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < R; ++r) {
+      const float* xr = x + r * C;
+      float* yr = y + r * C;
+      const float p = float(norm_pivot(xr, C, 1));
+      PairSums<V> s;
+      add_moments<V>(s, xr, C, p);
+      s.fold();
+      double mu, is;
+      finish_stats(p, s.A, s.B, double(C), eps, mu, is);
+      mean[r] = float(mu);
+      invstd[r] = float(is);
+      // y = ((x - hi) - lo) * invstd * gamma + beta, hi + lo = mean as in AffineCoef
+      const reg hi = V::set1(float(mu)), lo = V::set1(float(mu - double(float(mu)))), vis = V::set1(float(is));
+      int64_t j = 0;
+      if (stream && vector_aligned<V>(yr)) {
+        for (; j <= C - V::width; j += V::width)
+          V::stream(yr + j, V::fmadd(V::mul(V::sub(V::sub(V::load(xr + j), hi), lo), vis), V::load(g + j), V::load(b + j)));
+      } else {
+        for (; j <= C - V::width; j += V::width)
+          V::store(yr + j, V::fmadd(V::mul(V::sub(V::sub(V::load(xr + j), hi), lo), vis), V::load(g + j), V::load(b + j)));
+      }
+      if (j < C) {
+        const int64_t k = C - j;
+        const reg xh = V::mul(V::sub(V::sub(V::load_tail(xr + j, k, 0.f), hi), lo), vis);
+        V::store_tail(yr + j, V::fmadd(xh, V::load_tail(g + j, k, 0.f), V::load_tail(b + j, k, 0.f)), k);
+      }
     }
+    if (stream) _mm_sfence();
   }
 }
 
 // One row of (R, C): dx = invstd*(g - mean(g) - xhat*mean(g*xhat)) with g = gamma*dy, the means
 // over the row's C values. Adds dy*xhat and dy into the thread's f32 partials pg, pb if non-null.
+// nt: write dx's full vectors with non-temporal stores (dx must then be vector-aligned).
 template <class V>
 void ln_backward_row(const float* dy, const float* x, float mean, float invstd, const float* gamma,
-                     float* dx, float* pg, float* pb, int64_t C) {
+                     float* dx, float* pg, float* pb, int64_t C, bool nt) {
   using reg = typename V::reg;
   const reg vm = V::set1(mean), vis = V::set1(invstd);
   // lanes j.. (k of them; tail lanes read dy = 0 so they add nothing): xhat and g
@@ -502,14 +523,16 @@ void ln_backward_row(const float* dy, const float* x, float mean, float invstd, 
     reg dyv, xh, gv;
     load(j, k, dyv, xh, gv);
     const reg d = V::fmadd(gv, vis, V::fmadd(xh, kx, k0));
-    if (k == V::width) V::store(dx + j, d);
-    else V::store_tail(dx + j, d, k);
+    if (k < V::width) V::store_tail(dx + j, d, k);
+    else if (nt) V::stream(dx + j, d);
+    else V::store(dx + j, d);
   }
 }
 
 // dy, x, dx are (R, C); mean/invstd are (R); gamma, dgamma/dbeta are (C). Rows per thread;
 // dgamma/dbeta are per-thread f32 partials folded into double every kFold rows, then summed
 // over threads after the parallel region (no atomics, no shared writes in the row loop).
+// Large dx is streamed as y is in layernorm_forward.
 template <class V>
 void layernorm_backward(const float* dy, const float* x, const float* mean, const float* invstd,
                         const float* gamma, float* dx, float* dgamma, float* dbeta, int64_t R,
@@ -519,6 +542,7 @@ void layernorm_backward(const float* dy, const float* x, const float* mean, cons
   const bool want = dgamma || dbeta;
   std::vector<float> part32(want ? size_t(threads) * 2 * C : 0);
   std::vector<double> part64(part32.size());
+  const bool stream = stream_output(R, C, threads);
 #pragma omp parallel num_threads(threads)
   {
     const size_t t = size_t(omp_get_thread_num());
@@ -531,10 +555,13 @@ void layernorm_backward(const float* dy, const float* x, const float* mean, cons
     int pending = 0;
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < R; ++r) {
-      ln_backward_row<V>(dy + r * C, x + r * C, mean[r], invstd[r], g, dx + r * C, pg, pb, C);
+      float* dxr = dx + r * C;
+      ln_backward_row<V>(dy + r * C, x + r * C, mean[r], invstd[r], g, dxr, pg, pb, C,
+                         stream && vector_aligned<V>(dxr));
       if (want && ++pending == kFold) fold(), pending = 0;
     }
     if (want) fold();
+    if (stream) _mm_sfence();
   }
   for (int64_t j = 0; want && j < C; ++j) {
     double sg = 0, sb = 0;
