@@ -323,3 +323,44 @@ def test_softmax_with_minus_inf_masks():
     (y * dc.tensor(np.array([[1.0, 2, 3], [4, 5, 6]]))).sum().backward()
     assert np.isfinite(x.grad.data).all()
     assert x.grad.data[0, 1] == 0 and x.grad.data[1, 2] == 0
+
+
+def test_leaf_grads_are_owned_writeable_arrays():
+    """.grad never aliases the caller's grad=, another .grad, or a read-only broadcast."""
+    x = dc.tensor(np.ones((2, 3)), requires_grad=True)
+    w = dc.tensor(np.ones((2, 3)), requires_grad=True)
+    g = dc.tensor(np.full((2, 3), 3.0))
+    (x + w).backward(g)
+    for t in (x, w):
+        assert t.grad.data.flags.writeable and t.grad.data.flags.c_contiguous
+        assert not np.shares_memory(t.grad.data, g.data)
+    assert not np.shares_memory(x.grad.data, w.grad.data)
+    x.grad.data[0, 0] = 7.0
+    assert g.data[0, 0] == 3.0 and w.grad.data[0, 0] == 3.0
+
+    p = dc.tensor(np.ones((3, 4)), requires_grad=True)
+    p.sum().backward()
+    assert p.grad.data.flags.writeable and p.grad.data.strides != (0, 0)
+    p.grad.data[0, 0] = 2.0
+    assert p.grad.data.sum() == 13.0
+
+    # a reshape view and a pass-through of one gradient to two leaves
+    a = dc.tensor(np.ones(6), requires_grad=True)
+    b = dc.tensor(np.ones((2, 3)), requires_grad=True)
+    (dc.reshape(a, (2, 3)) + b).backward(g)
+    assert not np.shares_memory(a.grad.data, b.grad.data)
+    np.testing.assert_array_equal(a.grad.data, np.full(6, 3.0))
+
+    # backward(inputs=...) too
+    c = dc.tensor(np.ones((2, 3)), requires_grad=True)
+    (c * 1.0 + 0.0).backward(g, inputs=[c])
+    assert not np.shares_memory(c.grad.data, g.data)
+
+
+def test_create_graph_grads_stay_differentiable():
+    x = dc.tensor(np.array([1.0, 2.0]), requires_grad=True)
+    (x ** 3).sum().backward(create_graph=True)
+    g = x.grad
+    x.grad = None
+    g.sum().backward()
+    np.testing.assert_allclose(x.grad.data, 6 * np.array([1.0, 2.0]))

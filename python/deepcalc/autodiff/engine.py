@@ -50,6 +50,28 @@ def _seq_order(roots):
                 heappush(heap, (-nxt.seq, nxt))
 
 
+def _root(arr):
+    """The object that owns ``arr``'s memory (the end of its ``.base`` chain)."""
+    while isinstance(arr, np.ndarray) and arr.base is not None:
+        arr = arr.base
+    return arr
+
+
+def _own(g: Tensor, claimed: set) -> Tensor:
+    """``g`` as a gradient to store in a ``.grad``: a writeable C-contiguous array that shares
+    memory with nothing the user or another ``.grad`` holds. Rules may pass one gradient to
+    several inputs (add), hand out views (reshape, transpose) or read-only broadcasts (sum), and
+    the caller's ``grad=`` flows through unchanged: those are copied. ``claimed`` holds the ids of
+    the memory owners already given out in this backward pass."""
+    d = g.data
+    root = _root(d)
+    if not (d.flags.writeable and d.flags.c_contiguous) or id(root) in claimed:
+        d = np.array(d, order="C")
+        g, root = wrap(d), d
+    claimed.add(id(root))
+    return g
+
+
 def _sum(a: Tensor, b: Tensor, plain: bool) -> Tensor:
     """a + b for gradient accumulation; ``plain`` (nothing records: no create_graph, no forward
     levels) adds the arrays directly."""
@@ -89,6 +111,8 @@ def run_backward(outputs, grad_outputs, inputs=None, retain_graph=False, create_
 
     results = [None] * (len(inputs) if inputs is not None else 0)
     plain = not create_graph and not STATE.fw_levels
+    # memory owners of the caller's gradients: a .grad must never alias them (see _own)
+    claimed = {id(_root(g.data)) for g in grad_outputs} if plain and targets is None else None
     prev_mode = STATE.grad_enabled
     STATE.grad_enabled = create_graph
     pop, get = grads.pop, grads.get
@@ -103,13 +127,19 @@ def run_backward(outputs, grad_outputs, inputs=None, retain_graph=False, create_
             if node.retained is not None:
                 t = node.retained()
                 if t is not None:
-                    t.grad = g if t.grad is None else _sum(t.grad, g, plain)
+                    if t.grad is not None:
+                        t.grad = _sum(t.grad, g, plain)
+                    else:
+                        t.grad = _own(g, claimed) if plain else g
             prim = node.prim
             if prim is None:  # AccumulateGrad: a leaf
                 if targets is None:
                     leaf = node.leaf()
                     if leaf is not None:
-                        leaf.grad = g if leaf.grad is None else _sum(leaf.grad, g, plain)
+                        if leaf.grad is not None:
+                            leaf.grad = _sum(leaf.grad, g, plain)
+                        else:
+                            leaf.grad = _own(g, claimed) if plain else g
                 else:
                     for i in targets.get(node, ()):
                         results[i] = g
@@ -166,9 +196,14 @@ def backward(tensor: Tensor, grad=None, retain_graph=None, create_graph=False, i
     if inputs is not None:
         inputs = list(inputs)
         results = run_backward([tensor], [grad], inputs, retain_graph, create_graph)
+        plain = not create_graph and not STATE.fw_levels
+        claimed = {id(_root(grad.data))}
         for t, g in zip(inputs, results):
             if g is not None:
-                t.grad = g if t.grad is None else t.grad + g
+                if t.grad is not None:
+                    t.grad = t.grad + g
+                else:
+                    t.grad = _own(g, claimed) if plain else g
         return
     run_backward([tensor], [grad], None, retain_graph, create_graph)
 
