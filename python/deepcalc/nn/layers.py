@@ -29,7 +29,8 @@ class Linear(Module):
             self.register_parameter("bias", None)
 
     def forward(self, x):
-        w, b = self.weight, self.bias
+        params = self._parameters  # one dict lookup instead of two __getattr__ fallbacks
+        w, b = params["weight"], params["bias"]
         if self.weight_multiplier != 1.0:
             w = w * self.weight_multiplier
         if b is not None and self.bias_multiplier != 1.0:

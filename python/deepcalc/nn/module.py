@@ -86,10 +86,20 @@ class Module:
         self.__dict__.pop(name, None)
 
     def __getattr__(self, name):
+        # only reached when normal lookup fails: parameters, buffers and children (hot path)
         d = self.__dict__
-        for store in ("_parameters", "_buffers", "_modules"):
-            if store in d and name in d[store]:
-                return d[store][name]
+        try:
+            p = d["_parameters"]
+            if name in p:
+                return p[name]
+            b = d["_buffers"]
+            if name in b:
+                return b[name]
+            m = d["_modules"]
+            if name in m:
+                return m[name]
+        except KeyError:  # during __init__, before the stores exist
+            pass
         raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
     def __delattr__(self, name):

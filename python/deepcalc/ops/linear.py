@@ -38,10 +38,11 @@ class LinearAct(Primitive):
     saves = True
 
     def forward(self, x, w, *b, activation):
-        x2 = np.ascontiguousarray(x.reshape(-1, x.shape[-1]))
-        y, z = _core.linear_forward(x2, np.ascontiguousarray(w), b[0] if b else None, activation,
-                                    activation == "gelu")
-        return y.reshape(x.shape[:-1] + (w.shape[0],)), z
+        x2 = x if x.ndim == 2 and x.flags.c_contiguous else \
+            np.ascontiguousarray(x.reshape(-1, x.shape[-1]))
+        y, z = _core.linear_forward(x2, w if w.flags.c_contiguous else np.ascontiguousarray(w),
+                                    b[0] if b else None, activation, activation == "gelu")
+        return (y if x.ndim == 2 else y.reshape(x.shape[:-1] + (w.shape[0],))), z
 
     def _z(self, ctx):
         x, w = ctx.inputs[0], ctx.inputs[1]
