@@ -28,6 +28,24 @@ def cpu_path_env(path: str) -> dict:
     return env
 
 
+def rerun_file_on_cpu_path(path: str, test_file: str, timeout: int = 300):
+    """Run the pytest file ``test_file`` in a subprocess whose kernels take ``path`` (dispatch is
+    fixed per process); skips when the CPU lacks the path or this process already runs it, or
+    when this process is itself such a rerun. Returns the finished process."""
+    import os
+    import subprocess
+    import sys
+    if "DEEPCALC_CPU_CAPABILITY" in os.environ:
+        pytest.skip("already a forced-path run")
+    if path not in supported_cpu_paths():
+        pytest.skip(f"CPU does not support {path}")
+    if path == dc._core.cpu_capability():
+        pytest.skip("this process already runs that path")
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+                           test_file], env=cpu_path_env(path), capture_output=True, text=True,
+                          timeout=timeout)
+
+
 @pytest.fixture
 def one_thread_seeded():
     """One kernel thread and deepcalc's generator seeded with 0, restored afterwards."""

@@ -2,13 +2,10 @@
 products with B not transposed and either k <= 16 or few rows (m <= 12 on AVX-512, 6 on AVX2):
 its row tiles of every height, masked column tails, alpha/beta, leading dimensions, batches,
 one and two threads, and each CPU path, against float64 NumPy references."""
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
-from conftest import cpu_path_env
+from conftest import rerun_file_on_cpu_path
 from test_gemm_kernels import check_close
 
 import deepcalc as dc
@@ -105,18 +102,8 @@ def test_linear_backward_small_layer(dtype, out_features, threads):
     assert np.all(err <= (1e-5 if dtype == np.float32 else 1e-12) * np.abs(dy).sum(0))
 
 
-PATHS = {"scalar": ["scalar"], "avx2": ["scalar", "avx2"], "avx512": ["scalar", "avx2", "avx512"]}
-
-
-@pytest.mark.skipif("DEEPCALC_CPU_CAPABILITY" in os.environ, reason="already a forced-path run")
 @pytest.mark.parametrize("path", ["scalar", "avx2", "avx512"])
 def test_each_cpu_path(path):
     """Dispatch is fixed per process, so each other path reruns this file in a subprocess."""
-    if path not in PATHS[_core.cpu_detected_capability()]:
-        pytest.skip(f"CPU does not support {path}")
-    if path == _core.cpu_capability():
-        pytest.skip("this process already runs that path")
-    env = cpu_path_env(path)
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", __file__],
-                          env=env, capture_output=True, text=True, timeout=300)
+    proc = rerun_file_on_cpu_path(path, __file__)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]

@@ -2,13 +2,12 @@
 activation_backward) against float64 NumPy references: odd sizes, all layouts, leading
 dimensions, alpha/beta, batches with broadcast, fused epilogues, error messages, each CPU path."""
 import math
-import os
 import subprocess
 import sys
 
 import numpy as np
 import pytest
-from conftest import cpu_path_env
+from conftest import cpu_path_env, rerun_file_on_cpu_path
 
 from deepcalc import _core
 
@@ -256,21 +255,11 @@ def test_error_messages():
 
 # ---- every CPU path ------------------------------------------------------------------------------
 
-PATHS = {"scalar": ["scalar"], "avx2": ["scalar", "avx2"], "avx512": ["scalar", "avx2", "avx512"]}
-
-
-@pytest.mark.skipif("DEEPCALC_CPU_CAPABILITY" in os.environ, reason="already a forced-path run")
 @pytest.mark.parametrize("path", ["scalar", "avx2", "avx512"])
 def test_each_cpu_path(path):
     """Dispatch is fixed per process, so each other path reruns this file in a subprocess."""
-    if path not in PATHS[_core.cpu_detected_capability()]:
-        pytest.skip(f"CPU does not support {path}")
-    if path == _core.cpu_capability():
-        pytest.skip("this process already runs that path")
-    env = cpu_path_env(path)
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", __file__],
-                          env=env, capture_output=True, text=True, timeout=300)
+    proc = rerun_file_on_cpu_path(path, __file__)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     check = subprocess.run([sys.executable, "-c", "from deepcalc import _core; print(_core.cpu_capability())"],
-                           env=env, capture_output=True, text=True)
+                           env=cpu_path_env(path), capture_output=True, text=True)
     assert check.stdout.strip() == path

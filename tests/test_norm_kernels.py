@@ -119,47 +119,38 @@ def test_batchnorm_train_forward_backward(shape, dtype, affine):
 
 
 
-@pytest.mark.parametrize("C", [1001, 1024])
-def test_batchnorm_train_forward_backward_streamed(C):
-    # (N, C) outputs larger than 2 threads' L2s are written with non-temporal stores from a flat
-    # walk of each thread's rows: odd C puts row starts at every alignment and vectors across rows
-    rng = np.random.default_rng(C)
-    x, dy = make(rng, (1100, C), np.float32, 0.5, 2.0), make(rng, (1100, C), np.float32)
-    gamma, beta = make(rng, C, np.float32), make(rng, C, np.float32)
+def fwd_bwd_two_threads(fwd, bwd, x, dy, gamma, beta):
     old = _core.get_num_threads()
     try:
         _core.set_num_threads(2)
-        y, mean, invstd = _core.batchnorm_forward_train(x, gamma, beta, EPS)
-        dx, dgamma, dbeta = _core.batchnorm_backward(dy, x, mean, invstd, gamma)
+        y, mean, invstd = fwd(x, gamma, beta, EPS)
+        return (y, mean, invstd) + tuple(bwd(dy, x, mean, invstd, gamma))
     finally:
         _core.set_num_threads(old)
-    y_ref, mean_ref, invstd_ref = bn_forward_ref(x, gamma, beta)
-    close(y, y_ref, tol(np.float32), "y")
-    close(mean, mean_ref, tol(np.float32), "mean")
-    dx_ref, dgamma_ref, dbeta_ref = bn_backward_ref(dy, x, mean, invstd, gamma)
-    close(dx, dx_ref, tol(np.float32), "dx", np.abs(bcast(gamma * invstd, x) * dy).max())
-    close(dgamma, dgamma_ref, tol(np.float32), "dgamma")
-    close(dbeta, dbeta_ref, tol(np.float32), "dbeta")
 
-@pytest.mark.parametrize("C", [513, 512])
-def test_layernorm_forward_backward_streamed(C):
-    # outputs larger than 2 threads' L2s take non-temporal stores on vector-aligned rows; odd C
-    # mixes aligned and unaligned rows (and a cache line across the threads' boundary rows)
+
+@pytest.mark.parametrize("kind,C", [("batchnorm", 1001), ("batchnorm", 1024), ("layernorm", 513),
+                                    ("layernorm", 512)])
+def test_forward_backward_streamed(kind, C):
+    # outputs larger than 2 threads' L2s are written with non-temporal stores (BatchNorm from a
+    # flat walk of each thread's rows, LayerNorm on vector-aligned rows): odd C puts row starts at
+    # every alignment, vectors across rows and a cache line across the threads' boundary rows
     rng = np.random.default_rng(C)
-    x, dy = make(rng, (2100, C), np.float32, -1.0, 3.0), make(rng, (2100, C), np.float32)
+    n = 1100 if kind == "batchnorm" else 2100
+    x, dy = make(rng, (n, C), np.float32, 0.5, 2.0), make(rng, (n, C), np.float32)
     gamma, beta = make(rng, C, np.float32), make(rng, C, np.float32)
-    old = _core.get_num_threads()
-    try:
-        _core.set_num_threads(2)
-        y, mean, invstd = _core.layernorm_forward(x, gamma, beta, EPS)
-        dx, dgamma, dbeta = _core.layernorm_backward(dy, x, mean, invstd, gamma)
-    finally:
-        _core.set_num_threads(old)
-    y_ref, mean_ref, invstd_ref = ln_forward_ref(x, gamma, beta)
-    close(y, y_ref, tol(np.float32), "y")
-    close(invstd, invstd_ref, tol(np.float32), "invstd")
-    dx_ref, dgamma_ref, dbeta_ref = ln_backward_ref(dy, x, mean, invstd, gamma)
-    close(dx, dx_ref, tol(np.float32), "dx", np.abs(invstd[:, None] * dy * gamma).max())
+    if kind == "batchnorm":
+        kernels = (_core.batchnorm_forward_train, _core.batchnorm_backward)
+        refs = (bn_forward_ref, bn_backward_ref)
+    else:
+        kernels = (_core.layernorm_forward, _core.layernorm_backward)
+        refs = (ln_forward_ref, ln_backward_ref)
+    y, mean, invstd, dx, dgamma, dbeta = fwd_bwd_two_threads(*kernels, x, dy, gamma, beta)
+    for got, want, name in zip((y, mean, invstd), refs[0](x, gamma, beta), ("y", "mean", "invstd")):
+        close(got, want, tol(np.float32), name)
+    dx_ref, dgamma_ref, dbeta_ref = refs[1](dy, x, mean, invstd, gamma)
+    scale = bcast(gamma * invstd, x) if kind == "batchnorm" else invstd[:, None] * gamma
+    close(dx, dx_ref, tol(np.float32), "dx", np.abs(scale * dy).max())
     close(dgamma, dgamma_ref, tol(np.float32), "dgamma")
     close(dbeta, dbeta_ref, tol(np.float32), "dbeta")
 
@@ -308,7 +299,7 @@ def test_every_cpu_path(path):
         "from deepcalc import _core; import sys; "
         f"assert _core.cpu_capability() == {path!r}, _core.cpu_capability(); "
         "import pytest; sys.exit(pytest.main(['-q', '-x', '-p', 'no:cacheprovider', "
-        f"{__file__!r}, '-k', 'train_forward_backward or layernorm_forward_backward or large_mean or eval']))"
+        f"{__file__!r}, '-k', 'train_forward_backward or layernorm_forward_backward or streamed or large_mean or eval']))"
     )
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
