@@ -78,6 +78,14 @@ def _sum(a: Tensor, b: Tensor, plain: bool) -> Tensor:
     return wrap(a.data + b.data) if plain else a + b
 
 
+def _accumulate_grad(t: Tensor, g: Tensor, plain: bool, claimed) -> None:
+    """t.grad += g; in plain mode a first gradient is stored as an array of its own (``_own``)."""
+    if t.grad is not None:
+        t.grad = _sum(t.grad, g, plain)
+    else:
+        t.grad = _own(g, claimed) if plain else g
+
+
 
 
 def run_backward(outputs, grad_outputs, inputs=None, retain_graph=False, create_graph=False,
@@ -127,19 +135,13 @@ def run_backward(outputs, grad_outputs, inputs=None, retain_graph=False, create_
             if node.retained is not None:
                 t = node.retained()
                 if t is not None:
-                    if t.grad is not None:
-                        t.grad = _sum(t.grad, g, plain)
-                    else:
-                        t.grad = _own(g, claimed) if plain else g
+                    _accumulate_grad(t, g, plain, claimed)
             prim = node.prim
             if prim is None:  # AccumulateGrad: a leaf
                 if targets is None:
                     leaf = node.leaf()
                     if leaf is not None:
-                        if leaf.grad is not None:
-                            leaf.grad = _sum(leaf.grad, g, plain)
-                        else:
-                            leaf.grad = _own(g, claimed) if plain else g
+                        _accumulate_grad(leaf, g, plain, claimed)
                 else:
                     for i in targets.get(node, ()):
                         results[i] = g
@@ -201,7 +203,7 @@ def backward(tensor: Tensor, grad=None, retain_graph=None, create_graph=False, i
         for t, g in zip(inputs, results):
             if g is not None:
                 if t.grad is not None:
-                    t.grad = t.grad + g
+                    t.grad = t.grad + g  # recorded when grad mode and t.grad allow it
                 else:
                     t.grad = _own(g, claimed) if plain else g
         return

@@ -266,8 +266,7 @@ class Tanh(Primitive):
 
     def vjp(self, ctx, g):
         if not needs_graph(g, ctx.inputs[0]):
-            return (wrap(_core.activation_backward(contiguous(g.data), contiguous(ctx.out_data),
-                                                   "tanh")),)
+            return (wrap(_tanh_backward.forward(g.data, ctx.out_data)),)
         return (apply(_tanh_backward, (g, ctx.out)),)
 
     def jvp(self, ctx, t):
@@ -303,8 +302,7 @@ class Sigmoid(Primitive):
 
     def vjp(self, ctx, g):
         if not needs_graph(g, ctx.inputs[0]):
-            return (wrap(_core.activation_backward(contiguous(g.data), contiguous(ctx.out_data),
-                                                   "sigmoid")),)
+            return (wrap(_sigmoid_backward.forward(g.data, ctx.out_data)),)
         return (apply(_sigmoid_backward, (g, ctx.out)),)
 
     def jvp(self, ctx, t):
@@ -339,7 +337,7 @@ class Relu(Primitive):
     def vjp(self, ctx, g):
         x = ctx.inputs[0].data
         if not needs_graph(g):
-            return (wrap(_core.activation_backward(contiguous(g.data), contiguous(x), "relu")),)
+            return (wrap(_relu_backward.forward(g.data, x)),)
         return (apply(_relu_backward, (g,), {"x": x}),)
 
     def jvp(self, ctx, t):
