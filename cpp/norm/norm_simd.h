@@ -465,13 +465,14 @@ void layernorm_forward(const float* x, const float* gamma, const float* beta, fl
       invstd[r] = float(is);
       // y = ((x - hi) - lo) * invstd * gamma + beta, hi + lo = mean as in AffineCoef
       const reg hi = V::set1(float(mu)), lo = V::set1(float(mu - double(float(mu)))), vis = V::set1(float(is));
+      auto y_at = [&](int64_t j) {
+        return V::fmadd(V::mul(V::sub(V::sub(V::load(xr + j), hi), lo), vis), V::load(g + j), V::load(b + j));
+      };
       int64_t j = 0;
       if (stream && vector_aligned<V>(yr)) {
-        for (; j <= C - V::width; j += V::width)
-          V::stream(yr + j, V::fmadd(V::mul(V::sub(V::sub(V::load(xr + j), hi), lo), vis), V::load(g + j), V::load(b + j)));
+        for (; j <= C - V::width; j += V::width) V::stream(yr + j, y_at(j));
       } else {
-        for (; j <= C - V::width; j += V::width)
-          V::store(yr + j, V::fmadd(V::mul(V::sub(V::sub(V::load(xr + j), hi), lo), vis), V::load(g + j), V::load(b + j)));
+        for (; j <= C - V::width; j += V::width) V::store(yr + j, y_at(j));
       }
       if (j < C) {
         const int64_t k = C - j;
