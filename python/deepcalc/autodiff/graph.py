@@ -15,19 +15,31 @@ then
 from __future__ import annotations
 
 import itertools
+import threading
 import weakref
 
 import numpy as np
 
 
-class _State:
-    """Autodiff mode, process-wide: grad mode, active forward levels and transform depth are
-    shared by all Python threads (unlike torch's thread-local grad mode), so run transforms and
-    no_grad blocks from one thread at a time; kernels themselves are thread-safe."""
-    grad_enabled = True
-    fw_levels: list = []      # active forward-mode levels, innermost last
-    next_level = 1
-    transform_depth = 0       # > 0 while a function transform (grad, vjp, jvp, ...) runs f
+class _State(threading.local):
+    """Autodiff mode, per thread (as torch's grad mode): grad mode, the active forward levels and
+    the transform depth of one Python thread never leak into another, so threads can train
+    their own models (or run transforms) side by side; a new thread starts with grad mode on
+    and no transform active."""
+
+    def __init__(self):
+        self.grad_enabled = True
+        self.fw_levels = []       # active forward-mode levels of this thread, innermost last
+        self.transform_depth = 0  # > 0 while a function transform (grad, vjp, jvp, ...) runs f
+
+
+# Forward-mode level ids are unique across threads, so a tangent made in one thread can never
+# be mistaken for another thread's level.
+_LEVELS = itertools.count(1)
+
+
+def new_level() -> int:
+    return next(_LEVELS)
 
 
 STATE = _State()

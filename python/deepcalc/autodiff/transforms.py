@@ -14,7 +14,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import engine
-from .graph import STATE, Tensor, apply, enable_grad, node_of, transform_scope, wrap
+from .graph import (STATE, Tensor, apply, enable_grad, new_level, node_of, transform_scope,
+                    wrap)
 from .pytree import flatten
 
 
@@ -180,8 +181,7 @@ def jvp(f, primals, tangents):
     primals, tangents = tuple(primals), tuple(tangents)
     if len(primals) != len(tangents):
         raise ValueError(f"jvp: {len(primals)} primals but {len(tangents)} tangents")
-    level = STATE.next_level
-    STATE.next_level += 1
+    level = new_level()
     STATE.fw_levels.append(level)
     try:
         duals = []
