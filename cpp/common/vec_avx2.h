@@ -1,7 +1,10 @@
 // 8-lane float32 vector helpers for *_avx2.cpp files (include only from those files).
-// Same exp as vec_avx512.h; 2^n is built in the exponent field since AVX2 has no scalef.
+// Same exp as vec_avx512.h (and the same NaN rule: the data is max/min's second operand); 2^n is
+// built in exponent fields since AVX2 has no scalef.
 #pragma once
 #include <immintrin.h>
+
+#include <cmath>
 
 namespace deepcalc::vec256 {
 
@@ -26,6 +29,7 @@ struct F32 {
   static reg sub(reg a, reg b) { return _mm256_sub_ps(a, b); }
   static reg mul(reg a, reg b) { return _mm256_mul_ps(a, b); }
   static reg fmadd(reg a, reg b, reg c) { return _mm256_fmadd_ps(a, b, c); }
+  // max(a, b) with b returned when either is NaN: pass the value whose NaN must survive as b.
   static reg max(reg a, reg b) { return _mm256_max_ps(a, b); }
   static reg div(reg a, reg b) { return _mm256_div_ps(a, b); }
   static reg sqrt(reg a) { return _mm256_sqrt_ps(a); }  // correctly rounded, like std::sqrt
@@ -35,14 +39,17 @@ struct F32 {
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
   }
+  // max over lanes; NaN if any lane is NaN.
   static float reduce_max(reg v) {
+    if (_mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q))) return NAN;
     __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_max_ps(s, _mm_movehl_ps(s, s));
     s = _mm_max_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
   }
   static reg exp(reg x) {
-    x = _mm256_min_ps(_mm256_max_ps(x, set1(-87.33654f)), set1(88.72283f));
+    // Clamp as in vec_avx512.h: n in [-150, 128], NaN passes through as max/min's second operand.
+    x = _mm256_min_ps(set1(88.8f), _mm256_max_ps(set1(-104.0f), x));
     const reg n = _mm256_round_ps(_mm256_mul_ps(x, set1(1.44269504088896341f)),
                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     reg r = _mm256_fnmadd_ps(n, set1(0.693359375f), x);
@@ -54,10 +61,13 @@ struct F32 {
     p = fmadd(p, r, set1(1.6666665459e-1f));
     p = fmadd(p, r, set1(5.0000001201e-1f));
     p = fmadd(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, set1(1.0f)));
-    // 2^n: n in [-127, 128] after the clamp; n = -127 gives a zero exponent field (the clamp at
-    // -87.33 keeps the final product a normal or zero), n = 128 only for x at the top clamp.
-    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+    // 2^n = 2^n1 2^n2 with n1 = floor(n/2), n2 = n - n1, both in [-75, 64] and so normal floats:
+    // p 2^n1 is exact and the one rounding of (p 2^n1) 2^n2 gives the correct subnormal, 0 or inf.
+    const __m256i ni = _mm256_cvtps_epi32(n), n1 = _mm256_srai_epi32(ni, 1);
+    const __m256i bias = _mm256_set1_epi32(127);
+    const reg s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, bias), 23));
+    const reg s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_sub_epi32(ni, n1), bias), 23));
+    return _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
   }
 };
 

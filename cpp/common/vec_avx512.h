@@ -1,8 +1,13 @@
 // 16-lane float32 vector helpers for *_avx512.cpp files (include only from those files).
 // exp: range reduction x = n ln2 + r, |r| <= ln2/2, degree-6 polynomial for e^r, then scalef by 2^n;
-// max relative error ~2 ulp over the float range, inputs below -87.3 flush to 0.
+// max relative error ~2 ulp over the normal range, subnormal results correctly scaled, exp(-inf) = 0,
+// exp(+inf) = +inf, exp(NaN) = NaN (as std::exp).
+// NaN rule for every helper: MAXPS/MINPS return their second operand when either is NaN, so a
+// NaN-propagating max/min puts the data second: max(bound, x).
 #pragma once
 #include <immintrin.h>
+
+#include <cmath>
 
 namespace deepcalc::vec512 {
 
@@ -25,14 +30,21 @@ struct F32 {
   static reg sub(reg a, reg b) { return _mm512_sub_ps(a, b); }
   static reg mul(reg a, reg b) { return _mm512_mul_ps(a, b); }
   static reg fmadd(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
+  // max(a, b) with b returned when either is NaN: pass the value whose NaN must survive as b.
   static reg max(reg a, reg b) { return _mm512_max_ps(a, b); }
   static reg div(reg a, reg b) { return _mm512_div_ps(a, b); }
   static reg sqrt(reg a) { return _mm512_sqrt_ps(a); }  // correctly rounded, like std::sqrt
   static float reduce_add(reg v) { return _mm512_reduce_add_ps(v); }
-  static float reduce_max(reg v) { return _mm512_reduce_max_ps(v); }
+  // max over lanes; NaN if any lane is NaN (the hardware reduction's NaN result is unspecified).
+  static float reduce_max(reg v) {
+    if (_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q)) return NAN;
+    return _mm512_reduce_max_ps(v);
+  }
   static reg exp(reg x) {
-    const reg lo = set1(-87.33654f), hi = set1(88.72283f);
-    x = _mm512_min_ps(_mm512_max_ps(x, lo), hi);
+    // e^x rounds to 0 below -104 (half the smallest subnormal) and overflows above 88.73; the
+    // clamp keeps n in [-150, 128], where scalef still rounds the result correctly to a
+    // subnormal, 0 or +inf. x is the second operand of max/min so that NaN passes through.
+    x = _mm512_min_ps(set1(88.8f), _mm512_max_ps(set1(-104.0f), x));
     const reg n = _mm512_roundscale_ps(_mm512_mul_ps(x, set1(1.44269504088896341f)),
                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     reg r = _mm512_fnmadd_ps(n, set1(0.693359375f), x);

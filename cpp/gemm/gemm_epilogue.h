@@ -62,7 +62,7 @@ template <class V>
 typename V::reg forward(typename V::reg x, Activation act) {
   using T = typename V::T;
   if (act == Activation::None) return x;
-  if (act == Activation::ReLU) return V::max(x, V::zero());
+  if (act == Activation::ReLU) return V::max(V::zero(), x);  // x second: NaN passes
   if constexpr (V::has_math) {
     typename V::reg e;
     switch (act) {
@@ -86,7 +86,7 @@ typename V::reg backward(typename V::reg dy, typename V::reg s, Activation act) 
   const R one = V::set1(T(1));
   switch (act) {
     case Activation::None: return dy;
-    case Activation::ReLU: return V::select_gt0(s, dy);
+    case Activation::ReLU: return V::mul(dy, V::select_nan(s, V::select_gt0(s, one)));  // dy * relu'(s)
     case Activation::Tanh: return V::mul(dy, V::fmadd(V::mul(V::set1(T(-1)), s), s, one));
     case Activation::Sigmoid: return V::mul(dy, V::mul(s, V::fmadd(V::set1(T(-1)), s, one)));
     default: break;

@@ -22,6 +22,9 @@ struct F32 : vec256::F32 {
   static reg select_gt0(reg x, reg v) {  // x > 0 ? v : 0
     return _mm256_and_ps(_mm256_cmp_ps(x, zero(), _CMP_GT_OQ), v);
   }
+  static reg select_nan(reg x, reg v) {  // x is NaN ? x : v
+    return _mm256_blendv_ps(v, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+  }
 };
 
 struct F64 {
@@ -44,9 +47,12 @@ struct F64 {
   static reg add(reg a, reg b) { return _mm256_add_pd(a, b); }
   static reg mul(reg a, reg b) { return _mm256_mul_pd(a, b); }
   static reg fmadd(reg a, reg b, reg c) { return _mm256_fmadd_pd(a, b, c); }
-  static reg max(reg a, reg b) { return _mm256_max_pd(a, b); }
+  static reg max(reg a, reg b) { return _mm256_max_pd(a, b); }  // b when either is NaN
   static reg select_gt0(reg x, reg v) {
     return _mm256_and_pd(_mm256_cmp_pd(x, zero(), _CMP_GT_OQ), v);
+  }
+  static reg select_nan(reg x, reg v) {  // x is NaN ? x : v
+    return _mm256_blendv_pd(v, x, _mm256_cmp_pd(x, x, _CMP_UNORD_Q));
   }
 };
 

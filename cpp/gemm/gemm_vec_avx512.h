@@ -24,6 +24,9 @@ struct F32 : vec512::F32 {
   static reg select_gt0(reg x, reg v) {  // x > 0 ? v : 0
     return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, zero(), _CMP_GT_OQ), v);
   }
+  static reg select_nan(reg x, reg v) {  // x is NaN ? x : v
+    return _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), x);
+  }
 };
 
 struct F64 {
@@ -43,9 +46,12 @@ struct F64 {
   static reg add(reg a, reg b) { return _mm512_add_pd(a, b); }
   static reg mul(reg a, reg b) { return _mm512_mul_pd(a, b); }
   static reg fmadd(reg a, reg b, reg c) { return _mm512_fmadd_pd(a, b, c); }
-  static reg max(reg a, reg b) { return _mm512_max_pd(a, b); }
+  static reg max(reg a, reg b) { return _mm512_max_pd(a, b); }  // b when either is NaN
   static reg select_gt0(reg x, reg v) {
     return _mm512_maskz_mov_pd(_mm512_cmp_pd_mask(x, zero(), _CMP_GT_OQ), v);
+  }
+  static reg select_nan(reg x, reg v) {  // x is NaN ? x : v
+    return _mm512_mask_mov_pd(v, _mm512_cmp_pd_mask(x, x, _CMP_UNORD_Q), x);
   }
 };
 
