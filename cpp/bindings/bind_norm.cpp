@@ -3,6 +3,8 @@
 // calls these names; the contract of each is in its docstring.
 #include <pybind11/stl.h>
 
+#include <algorithm>
+#include <cmath>
 #include <optional>
 
 #include "bindings/checks.h"
@@ -66,6 +68,7 @@ template <typename T>
 py::tuple bn_train_impl(const py::array& x, const OptArray& gamma, const OptArray& beta, double eps,
                         int64_t N, int64_t C, int64_t L) {
   py::array y = empty_like(x), mean = empty_of(x, {py::ssize_t(C)}), invstd = empty_of(x, {py::ssize_t(C)});
+  if (C == 0) return py::make_tuple(y, mean, invstd);  // no channels: empty results, as torch
   {
     py::gil_scoped_release nogil;
     ThreadBudget budget(N * C * L, kNormGrain);
@@ -160,6 +163,7 @@ py::tuple bn_backward_impl(const py::array& dy, const py::array& x, const py::ar
     pg = mptr<T>(g), pb = mptr<T>(b);
     dgamma = g, dbeta = b;
   }
+  if (C == 0) return py::make_tuple(dx, dgamma, dbeta);  // no channels: empty results
   {
     py::gil_scoped_release nogil;
     ThreadBudget budget(N * C * L, kNormGrain);
@@ -185,14 +189,16 @@ py::tuple batchnorm_backward(const py::array& dy, const py::array& x, const py::
                    : bn_backward_impl<double>(dy, x, mean, invstd, gamma, N, C, L);
 }
 
-// LayerNorm input: float, C-contiguous, at least 1-D with a non-empty last axis; returns rows, C.
+// LayerNorm input: float, C-contiguous, at least 1-D (a last axis, possibly of size 0); returns
+// rows (the product of shape[:-1]) and C.
 void ln_input(const char* op, const py::array& x, int64_t& R, int64_t& C) {
   require_float(op, "x", x);
-  if (x.ndim() == 0 || x.shape(x.ndim() - 1) == 0)
+  if (x.ndim() == 0)
     throw py::value_error(std::string(op) + ": x must have a non-empty last axis, got shape " + shape_str(x));
   require_contiguous(op, "x", x);
   C = x.shape(x.ndim() - 1);
-  R = int64_t(x.size()) / C;
+  R = 1;
+  for (py::ssize_t i = 0; i + 1 < x.ndim(); ++i) R *= x.shape(i);
 }
 
 std::vector<py::ssize_t> row_shape(const py::array& x) {
@@ -203,6 +209,11 @@ template <typename T>
 py::tuple ln_forward_impl(const py::array& x, const OptArray& gamma, const OptArray& beta, double eps,
                           int64_t R, int64_t C) {
   py::array y = empty_like(x), mean = empty_of(x, row_shape(x)), invstd = empty_of(x, row_shape(x));
+  if (C == 0) {  // rows of no features, as torch: y empty, mean 0, invstd NaN (no variance)
+    std::fill_n(mptr<T>(mean), R, T(0));
+    std::fill_n(mptr<T>(invstd), R, T(NAN));
+    return py::make_tuple(y, mean, invstd);
+  }
   {
     py::gil_scoped_release nogil;
     ThreadBudget budget(R * C, kNormGrain);
@@ -234,6 +245,7 @@ py::tuple ln_backward_impl(const py::array& dy, const py::array& x, const py::ar
     pg = mptr<T>(g), pb = mptr<T>(b);
     dgamma = g, dbeta = b;
   }
+  if (C == 0) return py::make_tuple(dx, dgamma, dbeta);  // no features: empty results
   {
     py::gil_scoped_release nogil;
     ThreadBudget budget(R * C, kNormGrain);
@@ -253,7 +265,9 @@ py::tuple layernorm_backward(const py::array& dy, const py::array& x, const py::
   require_contiguous(op, "dy", dy);
   for (const auto& [name, a] : {std::pair<const char*, const py::array&>{"mean", mean}, {"invstd", invstd}}) {
     require_same_dtype(op, name, a, "x", x);
-    if (a.size() != R || a.ndim() != x.ndim() - 1)
+    bool rows = a.ndim() == x.ndim() - 1;
+    for (py::ssize_t i = 0; rows && i < a.ndim(); ++i) rows = a.shape(i) == x.shape(i);
+    if (!rows)
       throw py::value_error(std::string(op) + ": " + name + " has shape " + shape_str(a) +
                             ", expected x.shape[:-1] of x " + shape_str(x));
     require_contiguous(op, name, a);

@@ -95,11 +95,13 @@ inline double norm_pivot(const T* x, int64_t count, int64_t stride) {
   return k ? s / double(k) : 0.0;
 }
 
-// Mean and 1/sqrt(var + eps) from shifted sums over m values.
+// Mean and 1/sqrt(var + eps) from shifted sums over m values. Rounding can make the variance
+// slightly negative, which is clamped to 0; a NaN variance (NaN or inf in x) must stay NaN, so
+// the test is `< 0`, false for NaN.
 inline void finish_stats(double pivot, double s1, double s2, double m, double eps, double& mean,
                          double& invstd) {
   const double dm = s1 / m;
-  const double var = (s2 / m - dm * dm > 0 ? s2 / m - dm * dm : 0.0);
+  const double var = s2 / m - dm * dm < 0 ? 0.0 : s2 / m - dm * dm;
   mean = pivot + dm;
   invstd = 1.0 / std::sqrt(var + eps);
 }

@@ -360,6 +360,7 @@ template <class V>
 void batchnorm_forward_train(const float* x, const float* gamma, const float* beta, float* y,
                              float* mean, float* invstd, int64_t N, int64_t C, int64_t L, double eps,
                              int threads) {
+  if (C == 0) return;  // the row kernels index channels modulo C
   if (L == 1) {
     bn_forward_rows<V>(x, gamma, beta, y, mean, invstd, N, C, eps, threads);
     return;
@@ -409,6 +410,7 @@ template <class V>
 void batchnorm_backward(const float* dy, const float* x, const float* mean, const float* invstd,
                         const float* gamma, float* dx, float* dgamma, float* dbeta, int64_t N,
                         int64_t C, int64_t L, int threads) {
+  if (C == 0) return;  // the row kernels index channels modulo C
   if (L == 1) {
     bn_backward_rows<V>(dy, x, mean, invstd, gamma, dx, dgamma, dbeta, N, C, threads);
     return;
