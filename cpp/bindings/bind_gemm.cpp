@@ -113,7 +113,7 @@ py::array gemm(const py::array& a, const py::array& b, bool trans_a, bool trans_
     throw py::value_error("gemm: a is " + shape_str(a) + " and b is " + shape_str(b) + ": batch sizes " +
                           std::to_string(oa.batch) + " and " + std::to_string(ob.batch) +
                           " differ (they must match or be 1)");
-  const int64_t batch = std::max(oa.batch, ob.batch);
+  const int64_t batch = oa.batch == 1 ? ob.batch : oa.batch;  // NumPy broadcast: 1 with 0 gives 0
   std::vector<py::ssize_t> shape{m, n};
   if (a.ndim() == 3 || b.ndim() == 3) shape.insert(shape.begin(), batch);
   py::array c;
@@ -127,10 +127,13 @@ py::array gemm(const py::array& a, const py::array& b, bool trans_a, bool trans_
                             dims_str(shape));
     require_contiguous(op, "out", c);
     require_writeable(op, "out", c);
+    require_no_overlap(op, "out", c, "a", a);
+    require_no_overlap(op, "out", c, "b", b);
   } else {
     c = new_array(a.dtype(), shape);
     beta = 0;  // no C to scale
   }
+  if (batch == 0 || m == 0 || n == 0) return c;  // nothing to write; a or b may hold no data
   if (is_f32(a)) gemm_typed<float>(oa, ob, trans_a, trans_b, alpha, beta, batch, m, n, ka, c);
   else gemm_typed<double>(oa, ob, trans_a, trans_b, alpha, beta, batch, m, n, ka, c);
   return c;

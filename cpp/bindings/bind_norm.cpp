@@ -112,6 +112,12 @@ void batchnorm_update_running_stats(py::array& running_mean, py::array& running_
   require_same_dtype(op, "invstd", invstd, "mean", mean);
   require_same_shape(op, "invstd", invstd, "mean", mean);
   require_contiguous(op, "invstd", invstd);
+  require_no_overlap(op, "running_mean", running_mean, "running_var", running_var);
+  for (auto* v : {&running_mean, &running_var}) {
+    const char* name = v == &running_mean ? "running_mean" : "running_var";
+    require_no_overlap(op, name, *v, "mean", mean);
+    require_no_overlap(op, name, *v, "invstd", invstd);
+  }
   if (count <= 1)
     throw py::value_error(std::string(op) + ": count (values per channel) must be > 1, got " +
                           std::to_string(count));

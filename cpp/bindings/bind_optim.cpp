@@ -3,7 +3,10 @@
 // in place.
 #include <pybind11/stl.h>
 
+#include <initializer_list>
+#include <iterator>
 #include <optional>
+#include <utility>
 
 #include "bindings/checks.h"
 #include "common/threads.h"
@@ -19,6 +22,14 @@ void require_state(const char* op, const char* arg, const py::array& a, const py
   require_same_shape(op, arg, a, "param", param);
   require_contiguous(op, arg, a);
   if (writeable) require_writeable(op, arg, a);
+}
+
+// The arrays of one step are updated element by element in place, vector by vector: any two
+// that share memory would read values the step has already overwritten. Null entries are skipped.
+void require_separate(const char* op, std::initializer_list<std::pair<const char*, const py::array*>> arrays) {
+  for (auto i = arrays.begin(); i != arrays.end(); ++i)
+    for (auto j = std::next(i); j != arrays.end(); ++j)
+      if (i->second && j->second) require_no_overlap(op, i->first, *i->second, j->first, *j->second);
 }
 
 void require_range(const char* op, const char* name, double v, double lo, double hi, bool hi_open) {
@@ -56,6 +67,8 @@ void adam_step(py::array param, const py::array& grad, py::array exp_avg, py::ar
   require_state(op, "exp_avg", exp_avg, param, true);
   require_state(op, "exp_avg_sq", exp_avg_sq, param, true);
   if (max_exp_avg_sq) require_state(op, "max_exp_avg_sq", *max_exp_avg_sq, param, true);
+  require_separate(op, {{"param", &param}, {"grad", &grad}, {"exp_avg", &exp_avg}, {"exp_avg_sq", &exp_avg_sq},
+                        {"max_exp_avg_sq", max_exp_avg_sq ? &*max_exp_avg_sq : nullptr}});
   require_range(op, "lr", lr, 0.0, INFINITY, true);
   require_range(op, "beta1", beta1, 0.0, 1.0, true);
   require_range(op, "beta2", beta2, 0.0, 1.0, true);
@@ -109,6 +122,8 @@ void sgd_step(py::array param, const py::array& grad, std::optional<py::array> m
                             " needs a momentum_buffer shaped like param " + shape_str(param) + ", got None");
     require_state(op, "momentum_buffer", *momentum_buffer, param, true);
   }
+  require_separate(op, {{"param", &param}, {"grad", &grad},
+                        {"momentum_buffer", momentum != 0 ? &*momentum_buffer : nullptr}});
   if (is_f32(param))
     sgd_impl<float>(param, grad, momentum_buffer, lr, momentum, dampening, weight_decay, nesterov, first_step);
   else

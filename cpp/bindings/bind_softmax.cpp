@@ -41,6 +41,7 @@ py::array softmax_backward(const py::array& y, const py::array& dy, bool log) {
   require_same_shape(op, "dy", dy, "y", y);
   require_contiguous(op, "y", y);
   require_contiguous(op, "dy", dy);
+  if (y.ndim() == 0) throw py::value_error(std::string(op) + ": y must have at least 1 dimension");
   py::array dx = empty_like(y);
   int64_t rows, cols;
   rows_cols(y, rows, cols);

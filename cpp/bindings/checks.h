@@ -59,6 +59,33 @@ inline void require_same_shape(const char* op, const char* arg, const py::array&
                           ", expected the shape of " + ref_arg + " " + shape_str(ref));
 }
 
+// Whether the bytes a and b span intersect (a conservative test on their extents). A kernel that
+// writes one array while reading another must not be handed overlapping memory: it would read
+// values it has already overwritten.
+inline bool may_overlap(const py::array& a, const py::array& b) {
+  if (a.size() == 0 || b.size() == 0) return false;
+  auto extent = [](const py::array& x, const char*& lo, const char*& hi) {
+    lo = hi = static_cast<const char*>(x.data());
+    for (py::ssize_t i = 0; i < x.ndim(); ++i) {
+      const py::ssize_t span = x.strides(i) * (x.shape(i) - 1);
+      (span < 0 ? lo : hi) += span;
+    }
+    hi += x.itemsize();
+  };
+  const char *alo, *ahi, *blo, *bhi;
+  extent(a, alo, ahi);
+  extent(b, blo, bhi);
+  return alo < bhi && blo < ahi;
+}
+
+inline void require_no_overlap(const char* op, const char* arg, const py::array& a,
+                               const char* other_arg, const py::array& other) {
+  if (may_overlap(a, other))
+    throw py::value_error(std::string(op) + ": " + arg + " with shape " + shape_str(a) +
+                          " overlaps " + other_arg + " with shape " + shape_str(other) +
+                          " in memory; pass separate arrays");
+}
+
 // An uninitialized C-contiguous output array. Large ones take their memory from the kernels'
 // host cache (common/host_cache.h): the array's base is a capsule that hands the block back to
 // the cache when NumPy frees the array, so the next step's output of that size costs no page

@@ -32,6 +32,9 @@ struct F32 {
   // max(a, b) with b returned when either is NaN: pass the value whose NaN must survive as b.
   static reg max(reg a, reg b) { return _mm256_max_ps(a, b); }
   static reg div(reg a, reg b) { return _mm256_div_ps(a, b); }
+  static reg select_nan(reg x, reg v) {  // x is NaN ? x : v
+    return _mm256_blendv_ps(v, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+  }
   static reg sqrt(reg a) { return _mm256_sqrt_ps(a); }  // correctly rounded, like std::sqrt
   static float reduce_add(reg v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));

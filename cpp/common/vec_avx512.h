@@ -33,6 +33,9 @@ struct F32 {
   // max(a, b) with b returned when either is NaN: pass the value whose NaN must survive as b.
   static reg max(reg a, reg b) { return _mm512_max_ps(a, b); }
   static reg div(reg a, reg b) { return _mm512_div_ps(a, b); }
+  static reg select_nan(reg x, reg v) {  // x is NaN ? x : v
+    return _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), x);
+  }
   static reg sqrt(reg a) { return _mm512_sqrt_ps(a); }  // correctly rounded, like std::sqrt
   static float reduce_add(reg v) { return _mm512_reduce_add_ps(v); }
   // max over lanes; NaN if any lane is NaN (the hardware reduction's NaN result is unspecified).

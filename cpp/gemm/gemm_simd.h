@@ -175,6 +175,7 @@ template <class V, int MR, int NV, int DMR>
 void gemm(const GemmParams<typename V::T>& p, int threads) {
   static_assert(NV % 2 == 0 && MR % 2 == 0, "the narrow and short tiles halve NV and MR");
   constexpr int64_t NR = NV * V::width;
+  if (p.m == 0 || p.n == 0 || p.batch == 0) return;  // an empty C: no operand is read
   if ((p.m == 1 || p.n == 1) && p.k > 0) gemv_simd::run<V>(p, threads);  // matrix-vector
   else if (gemm_direct::applies(p.m, p.n, p.k, p.trans_b, DMR, NR, sizeof(typename V::T))) gemm_direct::Direct<V, DMR, NV>::run(p, threads);
   else if (p.n <= NR / 2) Gemm<V, 2 * MR, NV / 2>::run(p, threads);

@@ -22,9 +22,6 @@ struct F32 : vec256::F32 {
   static reg select_gt0(reg x, reg v) {  // x > 0 ? v : 0
     return _mm256_and_ps(_mm256_cmp_ps(x, zero(), _CMP_GT_OQ), v);
   }
-  static reg select_nan(reg x, reg v) {  // x is NaN ? x : v
-    return _mm256_blendv_ps(v, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
-  }
 };
 
 struct F64 {

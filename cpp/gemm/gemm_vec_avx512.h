@@ -24,9 +24,6 @@ struct F32 : vec512::F32 {
   static reg select_gt0(reg x, reg v) {  // x > 0 ? v : 0
     return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, zero(), _CMP_GT_OQ), v);
   }
-  static reg select_nan(reg x, reg v) {  // x is NaN ? x : v
-    return _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), x);
-  }
 };
 
 struct F64 {

@@ -19,7 +19,10 @@ void adam_step_ref(T* param, const T* grad, T* exp_avg, T* exp_avg_sq, T* max_ex
     T v = exp_avg_sq[i] * s.beta2;                // mul_(beta2)
     v = v + s.one_minus_beta2 * g * g;            // addcmul_(g, g, value=1-beta2)
     T vhat = v;
-    if (max_exp_avg_sq) vhat = max_exp_avg_sq[i] = max_exp_avg_sq[i] > v ? max_exp_avg_sq[i] : v;
+    if (max_exp_avg_sq) {  // torch.maximum: NaN in either argument gives NaN
+      const T vm = max_exp_avg_sq[i];
+      vhat = max_exp_avg_sq[i] = vm > v || vm != vm ? vm : v;
+    }
     const T denom = std::sqrt(vhat) / s.bc2_sqrt + s.eps;
     param[i] = p + s.neg_step_size * m / denom;   // addcdiv_(m, denom, value=-step_size)
     exp_avg[i] = m;

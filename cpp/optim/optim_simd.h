@@ -26,7 +26,8 @@ void adam_lanes(float* param, const float* grad, float* exp_avg, float* exp_avg_
   v = V::add(v, V::mul(V::mul(V::set1(s.one_minus_beta2), g), g));             // addcmul_
   reg vhat = v;
   if (vmax) {
-    vhat = V::max(ld(vmax), v);
+    const reg vm = ld(vmax);  // torch.maximum propagates NaN from either side; max gives v's
+    vhat = V::select_nan(vm, V::max(vm, v));
     st(vmax, vhat);
   }
   const reg denom = V::add(V::div(V::sqrt(vhat), V::set1(s.bc2_sqrt)), V::set1(s.eps));
