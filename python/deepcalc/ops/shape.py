@@ -8,7 +8,8 @@ import math
 import numpy as np
 
 from ..autodiff.graph import Primitive, Tensor, apply, wrap
-from ._convert import as_tensor, normalize_axis
+from ._convert import (as_tensor, check_permutation, check_shape, normalize_axis,
+                       normalize_one_axis)
 
 
 def _zeros(t: Tensor) -> Tensor:
@@ -43,8 +44,8 @@ class SumTo(Primitive):
 
 
 def broadcast_to(x, shape) -> Tensor:
-    x = as_tensor(x)
-    shape = tuple(int(s) for s in shape)
+    x = as_tensor(x, None, "broadcast_to")
+    shape = check_shape("broadcast_to", (shape,) if isinstance(shape, int) else shape)
     if x.shape == shape:
         return x
     try:
@@ -100,10 +101,10 @@ def _resolve_shape(old, shape):
 
 
 def reshape(x, *shape) -> Tensor:
-    x = as_tensor(x)
+    x = as_tensor(x, None, "reshape")
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
-    new = _resolve_shape(x.shape, tuple(int(s) for s in shape))
+    new = _resolve_shape(x.shape, check_shape("reshape", shape, infer=True))
     if new == x.shape:
         return x
     return apply(_reshape, (x,), {"shape": new})
@@ -116,49 +117,54 @@ class Transpose(Primitive):
         return x.transpose(axes)
 
     def vjp(self, ctx, g):
-        return (transpose(g, tuple(np.argsort(ctx.params["axes"]))),)
+        return (apply(self, (g,), {"axes": tuple(int(a) for a in np.argsort(ctx.params["axes"]))}),)
 
     def jvp(self, ctx, t):
-        return transpose(t, ctx.params["axes"])
+        return apply(self, (t,), ctx.params)
 
 
 def transpose(x, axes=None) -> Tensor:
     """Permute axes (reverse them when ``axes`` is None), like ``np.transpose``."""
-    x = as_tensor(x)
-    if axes is None:
-        axes = tuple(range(x.ndim))[::-1]
-    axes = tuple(int(a) % max(x.ndim, 1) for a in axes)
-    if sorted(axes) != list(range(x.ndim)):
-        raise ValueError(f"transpose: axes {axes} are not a permutation of the {x.ndim} axes "
-                         f"of a tensor of shape {x.shape}")
-    if axes == tuple(range(x.ndim)):
-        return x
-    return apply(_transpose, (x,), {"axes": axes})
+    return _permute("transpose", x, axes)
 
 
 def permute(x, *axes) -> Tensor:
     if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
         axes = tuple(axes[0])
-    return transpose(x, axes)
+    return _permute("permute", x, axes)
+
+
+def _permute(op, x, axes) -> Tensor:
+    x = as_tensor(x, None, op)
+    if axes is None:
+        axes = tuple(range(x.ndim))[::-1]
+    else:
+        axes = check_permutation(op, axes, x.ndim, x.shape)
+    if axes == tuple(range(x.ndim)):
+        return x
+    return apply(_transpose, (x,), {"axes": axes})
 
 
 def swapaxes(x, a: int, b: int) -> Tensor:
-    x = as_tensor(x)
+    x = as_tensor(x, None, "swapaxes")
     if x.data.ndim == 2 and {a, b} in ({0, 1}, {-1, -2}):
         return apply(_transpose, (x,), _T2)
+    a = normalize_one_axis("swapaxes", a, x.ndim, scalar_ok=True)
+    b = normalize_one_axis("swapaxes", b, x.ndim, scalar_ok=True)
     axes = list(range(x.ndim))
-    axes[a], axes[b] = axes[b], axes[a]
+    if x.ndim:
+        axes[a], axes[b] = axes[b], axes[a]
     return transpose(x, tuple(axes))
 
 
 def expand_dims(x, axis: int) -> Tensor:
-    x = as_tensor(x)
-    axis = normalize_axis("expand_dims", axis, x.ndim + 1)[0]
+    x = as_tensor(x, None, "expand_dims")
+    axis = normalize_one_axis("expand_dims", axis, x.ndim + 1)
     return reshape(x, x.shape[:axis] + (1,) + x.shape[axis:])
 
 
 def squeeze(x, axis=None) -> Tensor:
-    x = as_tensor(x)
+    x = as_tensor(x, None, "squeeze")
     axes = normalize_axis("squeeze", axis, x.ndim) if axis is not None else \
         tuple(i for i, n in enumerate(x.shape) if n == 1)
     if any(x.shape[a] != 1 for a in axes):
@@ -167,8 +173,10 @@ def squeeze(x, axis=None) -> Tensor:
 
 
 def flatten(x, start_axis: int = 0) -> Tensor:
-    x = as_tensor(x)
-    return reshape(x, x.shape[:start_axis] + (-1,))
+    """Merge the axes from ``start_axis`` on into one (a 0-d tensor becomes 1-d, as torch)."""
+    x = as_tensor(x, None, "flatten")
+    start = normalize_one_axis("flatten", start_axis, x.ndim, scalar_ok=True)
+    return reshape(x, x.shape[:start] + (-1,))
 
 
 def _is_basic(index) -> bool:
@@ -222,7 +230,7 @@ class IndexAdd(Primitive):
 
 
 def getitem(x, index) -> Tensor:
-    x = as_tensor(x)
+    x = as_tensor(x, None, "getitem")
     index = _normalize_index(index)
     try:
         return apply(_getitem, (x,), {"index": index})
@@ -271,12 +279,16 @@ class Stack(Primitive):
                      axis=ctx.params["axis"])
 
 
-def _sequence_operands(op, xs):
+def _sequence_operands(op, xs, axis):
+    if isinstance(xs, (Tensor, np.ndarray, str)) or not hasattr(xs, "__iter__"):
+        raise TypeError(f"{op}: expected a sequence of tensors, got {type(xs).__name__}")
     xs = list(xs)
+    if not isinstance(axis, (int, np.integer)):
+        raise TypeError(f"{op}: axis must be an int, got {type(axis).__name__} ({axis!r})")
     if not xs:
         raise ValueError(f"{op}: needs at least one tensor")
     first = next((x for x in xs if isinstance(x, Tensor)), None)
-    xs = [as_tensor(x, first) for x in xs]
+    xs = [as_tensor(x, first, op) for x in xs]
     dtypes = {x.dtype for x in xs}
     if len(dtypes) > 1:
         raise TypeError(f"{op}: tensors have dtypes {sorted(map(str, dtypes))}; deepcalc never "
@@ -285,11 +297,11 @@ def _sequence_operands(op, xs):
 
 
 def concatenate(xs, axis: int = 0) -> Tensor:
-    xs = _sequence_operands("concatenate", xs)
+    xs = _sequence_operands("concatenate", xs, axis)
     nd = xs[0].ndim
     if nd == 0:
         raise ValueError("concatenate: zero-dimensional tensors cannot be concatenated")
-    axis = normalize_axis("concatenate", axis, nd)[0]
+    axis = normalize_one_axis("concatenate", axis, nd)
     for x in xs:
         if x.ndim != nd or x.shape[:axis] + x.shape[axis + 1:] != xs[0].shape[:axis] + xs[0].shape[axis + 1:]:
             raise ValueError(f"concatenate: shapes {[x.shape for x in xs]} differ outside "
@@ -298,10 +310,10 @@ def concatenate(xs, axis: int = 0) -> Tensor:
 
 
 def stack(xs, axis: int = 0) -> Tensor:
-    xs = _sequence_operands("stack", xs)
+    xs = _sequence_operands("stack", xs, axis)
     if any(x.shape != xs[0].shape for x in xs):
         raise ValueError(f"stack: all tensors must have the same shape, got {[x.shape for x in xs]}")
-    axis = normalize_axis("stack", axis, xs[0].ndim + 1)[0]
+    axis = normalize_one_axis("stack", axis, xs[0].ndim + 1)
     return apply(_stack, tuple(xs), {"axis": axis})
 
 
