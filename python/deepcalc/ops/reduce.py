@@ -39,7 +39,9 @@ class Sum(Primitive):
 
 
 class MaxMin(Primitive):
-    """max / min over axes.  Ties share the gradient equally (as torch.amax / amin do)."""
+    """max / min over axes.  Ties share the gradient equally (as torch.amax / amin do); a NaN
+    is the max (and min) of its slice, and the NaNs of a slice share its gradient (as
+    torch.max() does), the other elements getting 0."""
     saves = True
 
     def __init__(self, name, fn):
@@ -48,7 +50,11 @@ class MaxMin(Primitive):
     def forward(self, x, axes, keepdims):
         out = np.asarray(self.fn(x, axis=axes, keepdims=True))
         mask = (x == out)
-        weights = (mask / mask.sum(axis=axes, keepdims=True)).astype(x.dtype)
+        count = mask.sum(axis=axes, keepdims=True)
+        if not count.all():  # some slice's max is NaN, which equals nothing
+            mask |= np.isnan(x)
+            count = mask.sum(axis=axes, keepdims=True)
+        weights = (mask / count).astype(x.dtype)
         return (out if keepdims else out.reshape([n for i, n in enumerate(out.shape)
                                                    if i not in axes]), weights)
 
@@ -66,7 +72,7 @@ _min = MaxMin("min", np.min)
 
 
 def sum(x, axis=None, keepdims: bool = False) -> Tensor:
-    x = as_tensor(x)
+    x = as_tensor(x, None, "sum")
     axes = normalize_axis("sum", axis, x.ndim)
     if not axes and x.ndim:
         return x
@@ -74,7 +80,7 @@ def sum(x, axis=None, keepdims: bool = False) -> Tensor:
 
 
 def _extreme(prim, opname, x, axis, keepdims):
-    x = as_tensor(x)
+    x = as_tensor(x, None, opname)
     axes = normalize_axis(opname, axis, x.ndim)
     if any(x.shape[a] == 0 for a in axes) or x.size == 0:
         raise ValueError(f"{opname}: cannot reduce over an empty axis (tensor shape {x.shape}, "
@@ -98,7 +104,7 @@ def _count(shape, axes) -> int:
 
 
 def mean(x, axis=None, keepdims: bool = False) -> Tensor:
-    x = as_tensor(x)
+    x = as_tensor(x, None, "mean")
     check_float("mean", x)
     axes = normalize_axis("mean", axis, x.ndim)
     n = _count(x.shape, axes)
@@ -109,20 +115,24 @@ def mean(x, axis=None, keepdims: bool = False) -> Tensor:
 
 def var(x, axis=None, keepdims: bool = False, ddof: int = 0) -> Tensor:
     """Variance, two-pass (subtract the mean first) for accuracy; ``ddof=1`` is unbiased."""
-    x = as_tensor(x)
-    check_float("var", x)
-    axes = normalize_axis("var", axis, x.ndim)
-    n = _count(x.shape, axes)
-    if n - ddof <= 0:
-        raise ValueError(f"var: {n} elements per reduction with ddof={ddof} (tensor shape "
-                         f"{x.shape}, axis {axis})")
-    d = x - mean(x, axes, keepdims=True)
-    return sum(d * d, axes, keepdims) * (1.0 / (n - ddof))
+    return _var("var", x, axis, keepdims, ddof)
 
 
 def std(x, axis=None, keepdims: bool = False, ddof: int = 0) -> Tensor:
     from .elementwise import sqrt
-    return sqrt(var(x, axis, keepdims, ddof))
+    return sqrt(_var("std", x, axis, keepdims, ddof))
+
+
+def _var(op, x, axis, keepdims, ddof):
+    x = as_tensor(x, None, op)
+    check_float(op, x)
+    axes = normalize_axis(op, axis, x.ndim)
+    n = _count(x.shape, axes)
+    if n - ddof <= 0:
+        raise ValueError(f"{op}: {n} elements per reduction with ddof={ddof} (tensor shape "
+                         f"{x.shape}, axis {axis})")
+    d = x - mean(x, axes, keepdims=True)
+    return sum(d * d, axes, keepdims) * (1.0 / (n - ddof))
 
 
 class LogSumExp(Primitive):
@@ -130,9 +140,12 @@ class LogSumExp(Primitive):
     name = "logsumexp"
 
     def forward(self, x, axes, keepdims):
-        m = np.max(x, axis=axes, keepdims=True)
-        m = np.where(np.isfinite(m), m, 0)
-        out = np.log(np.sum(np.exp(x - m), axis=axes, keepdims=True)) + m
+        if x.size == 0:  # an empty slice sums to 0: its log sum exp is -inf (as torch)
+            out = np.full(_keepdims_shape(x.shape, axes), -np.inf, x.dtype)
+        else:
+            m = np.max(x, axis=axes, keepdims=True)
+            m = np.where(np.isfinite(m), m, 0)
+            out = np.log(np.sum(np.exp(x - m), axis=axes, keepdims=True)) + m
         return out if keepdims else out.reshape([n for i, n in enumerate(out.shape) if i not in axes])
 
     def _softmax(self, ctx):
@@ -155,7 +168,7 @@ _logsumexp = LogSumExp()
 
 
 def logsumexp(x, axis=None, keepdims: bool = False) -> Tensor:
-    x = as_tensor(x)
+    x = as_tensor(x, None, "logsumexp")
     check_float("logsumexp", x)
     axes = normalize_axis("logsumexp", axis, x.ndim)
     return apply(_logsumexp, (x,), {"axes": axes, "keepdims": bool(keepdims)})
