@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..autodiff.graph import Tensor
+from ._convert import as_tensor, check_dtype
+from .convert_dtype import cast
 from .elementwise import (abs, add, clip, div, equal, erf, exp, gelu, greater, greater_equal,
                           less, less_equal, log, maximum, minimum, mul, neg, not_equal, pow, relu,
                           sigmoid, sign, sqrt, sub, tanh, where)
@@ -17,6 +19,12 @@ from .softmax import log_softmax, softmax
 
 def _rev(fn):
     return lambda self, other: fn(other, self)
+
+
+def _iter_rows(self):
+    if self.data.ndim == 0:
+        raise TypeError("iteration over a 0-d tensor")
+    return (getitem(self, i) for i in range(len(self)))
 
 
 def _install_tensor_methods():
@@ -33,7 +41,7 @@ def _install_tensor_methods():
     T.__eq__, T.__ne__ = equal, not_equal
     T.__lt__, T.__le__, T.__gt__, T.__ge__ = less, less_equal, greater, greater_equal
     T.__getitem__ = getitem
-    T.__iter__ = lambda self: (getitem(self, i) for i in range(len(self)))
+    T.__iter__ = _iter_rows
     T.T = property(lambda self: transpose(self))
     for fn in (exp, log, sqrt, tanh, sigmoid, relu, gelu, erf, abs, sum, mean, max, min, var,
                std, logsumexp, softmax, log_softmax, transpose, permute, swapaxes, squeeze,
@@ -45,9 +53,15 @@ def _install_tensor_methods():
 
 
 def astype(x: Tensor, dtype) -> Tensor:
-    """Explicit float32 <-> float64 conversion; differentiable (the gradient converts back)."""
-    from .convert_dtype import cast
-    return cast(x, np.dtype(dtype))
+    """Explicit float32 <-> float64 conversion; differentiable (the gradient converts back).
+    Conversions to bool and integer dtypes are allowed (and carry no gradient)."""
+    x = as_tensor(x, None, "astype")
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"astype: {dtype!r} is not a dtype") from None
+    check_dtype("astype", dtype)
+    return cast(x, dtype)
 
 
 _install_tensor_methods()

@@ -14,7 +14,8 @@ import numpy as np
 
 from .. import _core
 from ..autodiff.graph import TENSOR_TYPES, Primitive, Tensor, apply, needs_graph, wrap
-from ._convert import as_tensor, binary_operands, broadcast_shapes, check_float, contiguous
+from ._convert import (DEFAULT_DTYPE, as_tensor, binary_operands, broadcast_shapes, check_float,
+                       contiguous, to_array)
 from .shape import sum_to, sum_to_array
 
 
@@ -90,6 +91,8 @@ class Div(Primitive):
     name = "div"
 
     def forward(self, a, b):
+        if a.dtype.kind != "f":  # true division of integers gives the default float (torch)
+            a, b = a.astype(DEFAULT_DTYPE), b.astype(DEFAULT_DTYPE)
         return np.divide(a, b)
 
     def vjp(self, ctx, g):
@@ -178,6 +181,8 @@ def pow(a, b):
     if isinstance(a, Tensor) and isinstance(b, (int, float)) and not isinstance(b, bool):
         if b == 1:
             return a
+        if type(b) is float and a.data.dtype.kind != "f":  # int ** 2.5 is float32, as torch
+            a = wrap(a.data.astype(DEFAULT_DTYPE))
         return apply(_pow_scalar, (a,), {"p": b})
     return _pow(a, b)
 
@@ -447,7 +452,8 @@ class Where(Primitive):
 
 def _unary(prim, opname, float_only=True):
     def op(x):
-        x = as_tensor(x)
+        if type(x) not in TENSOR_TYPES:
+            x = as_tensor(x, None, opname)
         if float_only:
             check_float(opname, x)
         return apply(prim, (x,))
@@ -477,26 +483,43 @@ def gelu(x, approximate: str = "none"):
     if approximate == "none":
         return _gelu_exact(x)
     if approximate == "tanh":
-        x = as_tensor(x)
+        x = as_tensor(x, None, "gelu")
+        check_float("gelu", x)
         return 0.5 * x * (1 + tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
     raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
 
 
 def clip(x, min=None, max=None):
     """Clamp to [min, max] (either may be None); like ``np.clip`` / ``torch.clamp``."""
-    x = as_tensor(x)
+    x = as_tensor(x, None, "clip")
     if min is None and max is None:
         raise ValueError("clip: at least one of min and max must be given")
-    lo = None if min is None else float(min)
-    hi = None if max is None else float(max)
+    lo, hi = _clip_bound("min", min), _clip_bound("max", max)
+    if x.data.dtype.kind != "f":
+        if all(v is None or isinstance(v, (int, np.integer)) for v in (min, max)):
+            return wrap(np.clip(x.data, min, max))  # integer bounds keep an integer tensor
+        x = wrap(x.data.astype(DEFAULT_DTYPE))
     if lo is not None and hi is not None and lo > hi:
         raise ValueError(f"clip: min {lo} is greater than max {hi}")
     return apply(_clip, (x,), {"lo": lo, "hi": hi})
 
 
+def _clip_bound(name, v):
+    if v is None:
+        return None
+    if isinstance(v, Tensor) and v.ndim == 0:
+        v = v.item()
+    if not isinstance(v, (int, float, np.integer, np.floating)) or isinstance(v, bool):
+        shape = f" of shape {v.shape}" if isinstance(v, Tensor) else ""
+        raise TypeError(f"clip: {name} must be a number, got {type(v).__name__}{shape}")
+    return float(v)
+
+
 def where(cond, a, b):
     """Pick ``a`` where ``cond`` holds, else ``b`` (broadcasting); ``cond`` is not differentiated."""
-    cond = np.asarray(cond.data if isinstance(cond, Tensor) else cond, dtype=bool)
+    cond = cond.data if isinstance(cond, Tensor) else cond
+    cond = (cond if isinstance(cond, np.ndarray) else to_array("where", cond)).astype(bool,
+                                                                                     copy=False)
     a, b = binary_operands("where", a, b)
     broadcast_shapes("where", cond.shape, a.shape, b.shape)
     return apply(_where, (a, b), {"cond": cond})
@@ -504,7 +527,7 @@ def where(cond, a, b):
 
 def sign(x) -> Tensor:
     """Sign of each element (no gradient: a piecewise-constant function)."""
-    return wrap(np.sign(as_tensor(x).data))
+    return wrap(np.sign(as_tensor(x, None, "sign").data))
 
 
 # --- comparisons (results are bool tensors and carry no gradient) ---------------------------
@@ -525,13 +548,33 @@ greater = _compare(np.greater, "greater")
 greater_equal = _compare(np.greater_equal, "greater_equal")
 
 
-def maximum(a, b):
-    """Element-wise maximum; ties send the gradient to ``a``."""
-    a, b = binary_operands("maximum", a, b)
-    return where(a.data >= b.data, a, b)
+class MaximumMinimum(Primitive):
+    """Element-wise maximum / minimum, NaN from either side (as np.maximum and torch).  The
+    gradient follows torch: all of it to the winner, half to each input at a tie, and all of it
+    to both inputs where a NaN makes neither win (their weights are piecewise constant)."""
+
+    def __init__(self, name, fn, loses):
+        self.name, self.fn, self.loses = name, fn, loses  # loses(a, b): a does not win
+
+    def forward(self, a, b):
+        return self.fn(a, b)
+
+    def _weight(self, x, other, dtype):
+        w = 1 - 0.5 * (x == other).astype(dtype)
+        return _const(w * ~self.loses(x, other))
+
+    def vjp(self, ctx, g):
+        a, b = ctx.inputs
+        return (sum_to(g * self._weight(a.data, b.data, g.dtype), a.shape)
+                if a.requires_grad else None,
+                sum_to(g * self._weight(b.data, a.data, g.dtype), b.shape)
+                if b.requires_grad else None)
+
+    def jvp(self, ctx, ta, tb):
+        a, b = ctx.inputs
+        return _add_tangents(ta * self._weight(a.data, b.data, ta.dtype) if ta is not None else None,
+                             tb * self._weight(b.data, a.data, tb.dtype) if tb is not None else None)
 
 
-def minimum(a, b):
-    """Element-wise minimum; ties send the gradient to ``a``."""
-    a, b = binary_operands("minimum", a, b)
-    return where(a.data <= b.data, a, b)
+maximum = _binary(MaximumMinimum("maximum", np.maximum, np.less), "maximum")
+minimum = _binary(MaximumMinimum("minimum", np.minimum, np.greater), "minimum")

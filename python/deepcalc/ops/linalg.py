@@ -121,7 +121,11 @@ class Inv(Primitive):
     name = "inv"
 
     def forward(self, a):
-        return np.linalg.inv(a)
+        try:
+            return np.linalg.inv(a)
+        except np.linalg.LinAlgError:
+            raise np.linalg.LinAlgError(f"inv: a matrix of the {a.shape} input is singular") \
+                from None
 
     def vjp(self, ctx, g):
         yt = swapaxes(ctx.out, -1, -2)
@@ -155,7 +159,7 @@ _logabsdet = LogAbsDet()
 
 
 def inv(a) -> Tensor:
-    a = as_tensor(a)
+    a = as_tensor(a, None, "inv")
     check_float("inv", a)
     _check_square("inv", a)
     return apply(_inv, (a,))
@@ -163,7 +167,7 @@ def inv(a) -> Tensor:
 
 def slogdet(a):
     """(sign, log|det a|): sign is a constant Tensor, log|det| is differentiable."""
-    a = as_tensor(a)
+    a = as_tensor(a, None, "slogdet")
     check_float("slogdet", a)
     _check_square("slogdet", a)
     logdet = apply(_logabsdet, (a,))
