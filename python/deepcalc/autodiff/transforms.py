@@ -23,8 +23,55 @@ def _check_tensor(op, x, what="argument"):
     if not isinstance(x, Tensor):
         raise TypeError(f"{op}: every differentiated {what} must be a deepcalc Tensor, got "
                         f"{type(x).__name__}")
-    if x.data.dtype.kind != "f":
-        raise TypeError(f"{op}: can only differentiate float tensors, got {x.dtype}")
+    dtype = x.data.dtype
+    if dtype.char not in ("f", "d"):
+        if dtype.kind == "f":
+            raise TypeError(f"{op}: deepcalc supports float32 and float64; got {dtype}")
+        raise TypeError(f"{op}: can only differentiate float tensors, got {dtype}")
+
+
+def _check_callable(op, f):
+    if not callable(f):
+        raise TypeError(f"{op}: f must be callable, got {type(f).__name__}")
+
+
+def _describe(v) -> str:
+    """What a value is, for error messages: 'a Tensor of shape (3,)', 'a tuple of length 3'."""
+    if isinstance(v, Tensor):
+        return f"a Tensor of shape {v.shape}"
+    if isinstance(v, (tuple, list)):
+        return f"a {type(v).__name__} of length {len(v)}"
+    return type(v).__name__
+
+
+def _split_aux(op, result):
+    """(output, aux) from what ``f`` returned under ``has_aux=True`` (as torch.func)."""
+    if not isinstance(result, tuple) or len(result) != 2:
+        raise TypeError(f"{op}: has_aux=True requires f to return a tuple (output, aux), got "
+                        f"{_describe(result)}")
+    return result
+
+
+def _as_tangent(op, what, t, x: Tensor) -> Tensor:
+    """A tangent / cotangent for ``x`` given as a Tensor, a number or an array."""
+    if not isinstance(t, Tensor):
+        if t is None or isinstance(t, (str, bytes)):
+            raise TypeError(f"{op}: {what} for {x.dtype}{x.shape} is {type(t).__name__}, "
+                            "expected a Tensor of the same shape and dtype")
+        t = wrap(np.asarray(t, dtype=x.dtype))
+    if t.shape != x.shape or t.dtype != x.dtype:
+        raise ValueError(f"{op}: {what} {t.dtype}{t.shape} does not match "
+                         f"{'output' if what == 'cotangent' else 'primal'} {x.dtype}{x.shape}")
+    return t
+
+
+def _check_tuple(op, what, v):
+    """``primals`` / ``tangents`` of jvp and hvp: a tuple (or list) with one entry per argument
+    of ``f``, as torch.func.jvp requires; a bare Tensor would be iterated over its rows."""
+    if not isinstance(v, (tuple, list)):
+        raise TypeError(f"{op}: {what} must be a tuple of Tensors, got {type(v).__name__}; "
+                        f"write (x,) for one argument")
+    return tuple(v)
 
 
 def _watch(x: Tensor) -> Tensor:
@@ -54,10 +101,19 @@ def _alias():
 
 
 def _argnums_tuple(argnums, nargs, op):
-    nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+    """``argnums`` (an int or a non-empty tuple of distinct ints) as non-negative ints."""
+    nums = (argnums,) if isinstance(argnums, int) else argnums
+    if not isinstance(nums, tuple) or not all(isinstance(a, int) and not isinstance(a, bool)
+                                              for a in nums):
+        raise TypeError(f"{op}: argnums must be an int or a tuple of ints, got {argnums!r}")
+    if not nums:
+        raise ValueError(f"{op}: argnums must be non-empty")
     for a in nums:
         if not -nargs <= a < nargs:
             raise ValueError(f"{op}: argnums {argnums} out of range for {nargs} positional arguments")
+    nums = tuple(a % nargs for a in nums)
+    if len(set(nums)) != len(nums):
+        raise ValueError(f"{op}: argnums {argnums} name an argument twice")
     return nums
 
 
@@ -99,15 +155,20 @@ def _strip_reverse(t: Tensor, keep: bool) -> Tensor:
 def value_and_grad(f, argnums=0, has_aux=False):
     """``x -> (f(x), df/dx)`` for a scalar-valued ``f``; ``argnums`` may be a tuple; arguments
     may be Tensors or nested tuples/lists/dicts of Tensors (gradients have the same structure)."""
+    return _value_and_grad(f, argnums, has_aux, "value_and_grad")
+
+
+def _value_and_grad(f, argnums, has_aux, op):
+    _check_callable(op, f)
+
     def wrapper(*args):
-        args2, watched, structs, nums = _prepare("grad", args, argnums)
+        args2, watched, structs, nums = _prepare(op, args, argnums)
         with enable_grad(), transform_scope:
             result = f(*args2)
-        out, aux = (result if has_aux else (result, None))
+        out, aux = _split_aux(op, result) if has_aux else (result, None)
         if not isinstance(out, Tensor) or out.data.size != 1:
-            shape = getattr(out, "shape", type(out).__name__)
-            raise ValueError(f"grad: f must return a single-element Tensor, got {shape}; use "
-                             "jacrev / vjp for non-scalar outputs")
+            raise ValueError(f"{op}: f must return a single-element Tensor, got "
+                             f"{_describe(out)}; use jacrev / vjp for non-scalar outputs")
         keep = _outer_watching(watched)
         flat = [w for ws in watched for w in ws]
         if out.requires_grad:
@@ -127,7 +188,7 @@ def value_and_grad(f, argnums=0, has_aux=False):
 
 def grad(f, argnums=0, has_aux=False):
     """``x -> df/dx`` for a scalar-valued ``f`` (see ``value_and_grad``)."""
-    vg = value_and_grad(f, argnums, has_aux)
+    vg = _value_and_grad(f, argnums, has_aux, "grad")
 
     def wrapper(*args):
         (value_aux, g) = vg(*args)
@@ -138,25 +199,27 @@ def grad(f, argnums=0, has_aux=False):
 def vjp(f, *primals):
     """``(f(*primals), vjp_fn)`` where ``vjp_fn(cotangent)`` returns one gradient per primal.
     ``f`` may return a Tensor or a nested structure of Tensors (cotangents match it)."""
-    args, watched, structs, _ = _prepare("vjp", primals, tuple(range(len(primals))))
+    return _vjp("vjp", f, primals)
+
+
+def _vjp(op, f, primals):
+    _check_callable(op, f)
+    args, watched, structs, _ = _prepare(op, primals, tuple(range(len(primals))))
     with enable_grad(), transform_scope:
         out = f(*args)
     outs, _ = flatten(out)
     for o in outs:
-        _check_tensor("vjp", o, "output")
+        _check_tensor(op, o, "output")
     keep = _outer_watching(watched)
     flat = [w for ws in watched for w in ws]
 
     def vjp_fn(cotangents):
         cts, _ = flatten(cotangents)
         if len(cts) != len(outs):
-            raise ValueError(f"vjp: got {len(cts)} cotangents for {len(outs)} outputs")
+            raise ValueError(f"{op}: got {len(cts)} cotangents for {len(outs)} outputs")
         pairs = []
         for o, c in zip(outs, cts):
-            c = c if isinstance(c, Tensor) else wrap(np.asarray(c, dtype=o.dtype))
-            if c.shape != o.shape or c.dtype != o.dtype:
-                raise ValueError(f"vjp: cotangent {c.dtype}{c.shape} does not match output "
-                                 f"{o.dtype}{o.shape}")
+            c = _as_tangent(op, "cotangent", c, o)
             if o.requires_grad:
                 pairs.append((o, c))
         create = keep or any(c.requires_grad for _, c in pairs)
@@ -177,10 +240,16 @@ def jvp(f, primals, tangents):
     """Forward accumulation: ``(f(*primals), J(primals) @ tangents)``.
 
     Opens a new forward-mode level; every primitive's JVP rule pushes the tangents through,
-    so the cost is about one extra evaluation of ``f``, whatever the number of outputs."""
-    primals, tangents = tuple(primals), tuple(tangents)
+    so the cost is about one extra evaluation of ``f``, whatever the number of outputs.
+    ``primals`` and ``tangents`` are tuples, one entry per argument of ``f`` (as torch.func)."""
+    return _jvp("jvp", f, primals, tangents)
+
+
+def _jvp(op, f, primals, tangents):
+    _check_callable(op, f)
+    primals, tangents = _check_tuple(op, "primals", primals), _check_tuple(op, "tangents", tangents)
     if len(primals) != len(tangents):
-        raise ValueError(f"jvp: {len(primals)} primals but {len(tangents)} tangents")
+        raise ValueError(f"{op}: {len(primals)} primals but {len(tangents)} tangents")
     level = new_level()
     STATE.fw_levels.append(level)
     try:
@@ -189,14 +258,14 @@ def jvp(f, primals, tangents):
             ps, rebuild = flatten(p)
             ts, _ = flatten(t)
             if len(ps) != len(ts):
-                raise ValueError("jvp: primals and tangents have different structures")
-            duals.append(rebuild([_dual(x, tx, level) for x, tx in zip(ps, ts)]))
+                raise ValueError(f"{op}: primals and tangents have different structures")
+            duals.append(rebuild([_dual(op, x, tx, level) for x, tx in zip(ps, ts)]))
         with transform_scope:
             out = f(*duals)
         outs, rebuild_out = flatten(out)
         prim_out, tan_out = [], []
         for o in outs:
-            _check_tensor("jvp", o, "output")
+            _check_tensor(op, o, "output")
             fw = o._fw or {}
             tan_out.append(fw[level] if level in fw else _zeros_like(o))
             prim_out.append(_drop_level(o, level))
@@ -205,12 +274,9 @@ def jvp(f, primals, tangents):
         STATE.fw_levels.remove(level)
 
 
-def _dual(x, t, level) -> Tensor:
-    _check_tensor("jvp", x, "primal")
-    if not isinstance(t, Tensor):
-        t = wrap(np.asarray(t, dtype=x.dtype))
-    if t.shape != x.shape or t.dtype != x.dtype:
-        raise ValueError(f"jvp: tangent {t.dtype}{t.shape} does not match primal {x.dtype}{x.shape}")
+def _dual(op, x, t, level) -> Tensor:
+    _check_tensor(op, x, "primal")
+    t = _as_tangent(op, "tangent", t, x)
     d = wrap(x.data)
     if x.requires_grad:
         d.requires_grad = True
@@ -238,9 +304,9 @@ def _basis(shape, dtype, i):
     return wrap(e.reshape(shape))
 
 
-def _check_chunk(chunk_size):
+def _check_chunk(op, chunk_size):
     if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
-        raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
+        raise ValueError(f"{op}: chunk_size must be a positive int or None, got {chunk_size!r}")
 
 
 def jacrev(f, argnums=0, chunk_size=None, has_aux=False):
@@ -249,18 +315,22 @@ def jacrev(f, argnums=0, chunk_size=None, has_aux=False):
 
     ``chunk_size`` rows are assembled at a time; deepcalc evaluates the VJPs one basis vector
     at a time (no vmap), so peak memory is that of one VJP plus the Jacobian itself."""
-    _check_chunk(chunk_size)
+    _check_chunk("jacrev", chunk_size)
+    _check_callable("jacrev", f)
     from ..ops.shape import reshape, stack
 
     def wrapper(*args):
         nums = _argnums_tuple(argnums, len(args), "jacrev")
+        for a in nums:
+            _check_tensor("jacrev", args[a])
+
         def g(*xs):
             full = list(args)
             for a, x in zip(nums, xs):
                 full[a] = x
             return f(*full)
-        result, vjp_fn = vjp(g, *[args[a] for a in nums])
-        out, aux = result if has_aux else (result, None)
+        result, vjp_fn = _vjp("jacrev", g, [args[a] for a in nums])
+        out, aux = _split_aux("jacrev", result) if has_aux else (result, None)
         if has_aux:
             vjp_fn0 = vjp_fn
             vjp_fn = lambda c: vjp_fn0((c, _zeros_aux(aux)))
@@ -290,7 +360,8 @@ def _zeros_aux(aux):
 
 def jacfwd(f, argnums=0, chunk_size=None):
     """Jacobian by forward mode: one JVP per input element (shape ``out.shape + in.shape``)."""
-    _check_chunk(chunk_size)
+    _check_chunk("jacfwd", chunk_size)
+    _check_callable("jacfwd", f)
     from ..ops.shape import reshape, stack
 
     def wrapper(*args):
@@ -307,7 +378,7 @@ def jacfwd(f, argnums=0, chunk_size=None):
             cols = []
             out = None
             for j in range(x.size):
-                out, t = jvp(g, (x,), (_basis(x.shape, x.dtype, j),))
+                out, t = _jvp("jacfwd", g, (x,), (_basis(x.shape, x.dtype, j),))
                 cols.append(t)
             if out is None:
                 out = g(x)
@@ -322,19 +393,29 @@ def jacfwd(f, argnums=0, chunk_size=None):
 
 def hessian(f, argnums=0):
     """Hessian of a scalar function as forward-over-reverse: ``jacfwd(jacrev(f))``."""
-    return jacfwd(jacrev(f, argnums), argnums)
+    _check_callable("hessian", f)
+    h = jacfwd(jacrev(f, argnums), argnums)
+
+    def wrapper(*args):
+        for a in _argnums_tuple(argnums, len(args), "hessian"):
+            _check_tensor("hessian", args[a])
+        return h(*args)
+    return wrapper
 
 
 def hvp(f, primals, tangents):
     """Hessian-vector product by forward-over-reverse: ``(f(x), H(x) v)`` without forming H."""
-    primals, tangents = tuple(primals), tuple(tangents)
+    primals, tangents = _check_tuple("hvp", "primals", primals), \
+        _check_tuple("hvp", "tangents", tangents)
+    if not primals:
+        raise ValueError("hvp: needs at least one primal")
     argnums = tuple(range(len(primals)))
-    vg = value_and_grad(f, argnums)
+    vg = _value_and_grad(f, argnums, False, "hvp")
 
     def g(*xs):
         value, grads = vg(*xs)
         return grads, value
-    (grads, value), (h, _) = jvp(g, primals, tangents)
+    (grads, value), (h, _) = _jvp("hvp", g, primals, tangents)
     return value, (h[0] if len(primals) == 1 else h)
 
 
@@ -343,6 +424,7 @@ def jacobian_logdet(f, x):
     how much ``f`` expands volume near ``x``.  ``log|det J|`` is differentiable."""
     from ..ops.linalg import slogdet
     from ..ops.shape import reshape
+    _check_callable("jacobian_logdet", f)
     _check_tensor("jacobian_logdet", x)
     J = jacrev(f)(x)
     n = x.size
