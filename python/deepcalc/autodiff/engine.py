@@ -10,29 +10,7 @@ from heapq import heapify, heappop, heappush
 
 import numpy as np
 
-from .graph import _RELEASED_MSG, STATE, Tensor, node_of, wrap
-
-
-def _topo_order(roots):
-    """Nodes reachable from ``roots``, each before every node it depends on."""
-    order, seen = [], set()
-    for root in roots:
-        if root in seen:
-            continue
-        seen.add(root)
-        stack = [(root, iter(root.next))]
-        while stack:
-            node, it = stack[-1]
-            for nxt in it:
-                if nxt is not None and nxt not in seen:
-                    seen.add(nxt)
-                    stack.append((nxt, iter(nxt.next)))
-                    break
-            else:
-                stack.pop()
-                order.append(node)
-    order.reverse()
-    return order
+from .graph import _RELEASED_MSG, STATE, AccumulateGrad, OutputSlot, Tensor, node_of, wrap
 
 
 def _seq_order(roots):
@@ -48,6 +26,17 @@ def _seq_order(roots):
             if nxt is not None and nxt not in queued:
                 queued.add(nxt)
                 heappush(heap, (-nxt.seq, nxt))
+
+
+def _useful(order, targets):
+    """The nodes of ``order`` with a path to some target, in the same order: only their rules
+    need to run.  A node's inputs come after it in ``order``, so a reverse walk sees them first."""
+    order = list(order)
+    useful = set()
+    for node in reversed(order):
+        if node in targets or any(n is not None and n in useful for n in node.next):
+            useful.add(node)
+    return [n for n in order if n in useful]
 
 
 def _root(arr):
@@ -94,83 +83,27 @@ def run_backward(outputs, grad_outputs, inputs=None, retain_graph=False, create_
     accumulate into ``.grad``) or to ``inputs`` (return their gradients, touch no ``.grad``)."""
     roots, grads = [], {}
     for out, g in zip(outputs, grad_outputs):
-        if not out.requires_grad:
-            continue
-        node = node_of(out)
-        roots.append(node)
-        prev = grads.get(node)
-        grads[node] = g if prev is None else prev + g
-
-    targets = None
+        if out.requires_grad:
+            node = node_of(out)
+            roots.append(node)
+            prev = grads.get(node)
+            grads[node] = g if prev is None else prev + g
+    targets, results = None, []
     if inputs is not None:
-        targets = {}
+        targets, results = {}, [None] * len(inputs)
         for i, t in enumerate(inputs):
             if t.requires_grad:
                 targets.setdefault(node_of(t), []).append(i)
-    if targets is None:
-        order = _seq_order(roots)
-    else:
-        # Only nodes with a path to some target need their rule run.
-        order, useful = _topo_order(roots), set()
-        for node in reversed(order):
-            if node in targets or any(n is not None and n in useful for n in node.next):
-                useful.add(node)
-        order = [n for n in order if n in useful]
-
-    results = [None] * (len(inputs) if inputs is not None else 0)
-    plain = not create_graph and not STATE.fw_levels
-    # memory owners of the caller's gradients: a .grad must never alias them (see _own)
-    claimed = {id(_root(g.data)) for g in grad_outputs} if plain and targets is None else None
+    order = _seq_order(roots) if targets is None else _useful(_seq_order(roots), targets)
+    pass_ = _Pass(grads, targets, results, plain=not create_graph and not STATE.fw_levels,
+                  retain_graph=retain_graph)
+    if pass_.plain and targets is None:
+        # memory owners of the caller's gradients: a .grad must never alias them (see _own)
+        pass_.claimed = {id(_root(g.data)) for g in grad_outputs}
     prev_mode = STATE.grad_enabled
     STATE.grad_enabled = create_graph
-    pop, get = grads.pop, grads.get
-    # Nodes whose pending gradient is a sum this loop allocated and nobody else has seen: in
-    # plain mode further contributions are added into it in place.
-    owned = set()
     try:
-        for node in order:
-            g = pop(node, None)
-            if g is None:
-                continue
-            if node.retained is not None:
-                t = node.retained()
-                if t is not None:
-                    _accumulate_grad(t, g, plain, claimed)
-            prim = node.prim
-            if prim is None:  # AccumulateGrad: a leaf
-                if targets is None:
-                    leaf = node.leaf()
-                    if leaf is not None:
-                        _accumulate_grad(leaf, g, plain, claimed)
-                else:
-                    for i in targets.get(node, ()):
-                        results[i] = g
-                continue
-            if targets is not None and node in targets:
-                for i in targets[node]:
-                    results[i] = g
-            # the node's VJP rule, then its input gradients summed per input node
-            node_inputs = node.inputs
-            if node_inputs is None:
-                raise RuntimeError(_RELEASED_MSG.format(prim.name))
-            in_grads = prim.vjp(node, g)
-            for inp, nxt, gi in zip(node_inputs, node.next, in_grads):
-                if nxt is None or gi is None:
-                    continue
-                if gi.data.shape != inp.data.shape:
-                    raise RuntimeError(f"{prim.name}: VJP rule returned a gradient of shape "
-                                       f"{gi.data.shape} for an input of shape {inp.data.shape}")
-                prev = get(nxt)
-                if prev is None:
-                    grads[nxt] = gi
-                elif nxt in owned and prev.data.dtype == gi.data.dtype:
-                    np.add(prev.data, gi.data, out=prev.data)
-                else:
-                    grads[nxt] = _sum(prev, gi, plain)
-                    if plain:
-                        owned.add(nxt)
-            if not retain_graph:  # free what the rule needed (Node.release, inlined: hot loop)
-                node.inputs = node.saved = node.out_data = node.out_fw = None
+        pass_.run(order)
     finally:
         STATE.grad_enabled = prev_mode
     if inputs is not None and not allow_unused:
@@ -179,6 +112,79 @@ def run_backward(outputs, grad_outputs, inputs=None, retain_graph=False, create_
                 raise RuntimeError(f"grad: input {i} (shape {inputs[i].shape}) was not used to "
                                    "compute the outputs; pass allow_unused=True to get None")
     return results
+
+
+class _Pass:
+    """One backward pass: the pending gradient of each node (a list, one per output, for a
+    multi-output node), and where finished gradients go (``.grad`` or ``results``)."""
+
+    def __init__(self, grads, targets, results, plain, retain_graph):
+        self.grads = grads
+        self.targets = targets
+        self.results = results
+        self.plain = plain          # nothing records: gradients may be summed in place
+        self.retain_graph = retain_graph
+        self.claimed = None
+        # nodes whose pending gradient is a sum this pass allocated and nobody else has seen
+        self.owned = set()
+
+    def run(self, order):
+        pop, targets = self.grads.pop, self.targets
+        for node in order:
+            g = pop(node, None)
+            if g is None:
+                continue
+            if node.retained is not None:
+                t = node.retained()
+                if t is not None:
+                    _accumulate_grad(t, g, self.plain, self.claimed)
+            if targets is not None:
+                for i in targets.get(node, ()):
+                    self.results[i] = g
+            kind = type(node)
+            if kind is AccumulateGrad:
+                if targets is None:
+                    leaf = node.leaf()
+                    if leaf is not None:
+                        _accumulate_grad(leaf, g, self.plain, self.claimed)
+            elif kind is OutputSlot:
+                parent = node.node
+                pending = self.grads.get(parent)
+                if pending is None:
+                    pending = self.grads[parent] = [None] * len(parent.slots)
+                pending[node.index] = g
+            else:
+                self.run_rule(node, g)
+
+    def run_rule(self, node, g):
+        """The node's VJP rule, then its input gradients summed into their nodes' pending ones."""
+        prim, inputs = node.prim, node.inputs
+        if inputs is None:
+            raise RuntimeError(_RELEASED_MSG.format(prim.name))
+        in_grads = prim.vjp(node, *g) if node.slots is not None else prim.vjp(node, g)
+        if len(in_grads) != len(inputs):
+            raise RuntimeError(f"{prim.name}: VJP rule returned {len(in_grads)} gradients for "
+                               f"{len(inputs)} inputs")
+        grads, owned = self.grads, self.owned
+        for inp, nxt, gi in zip(inputs, node.next, in_grads):
+            if nxt is None or gi is None:
+                continue
+            d, x = gi.data, inp.data
+            if d.shape != x.shape or d.dtype != x.dtype:
+                raise RuntimeError(f"{prim.name}: VJP rule returned a gradient of shape {d.shape} "
+                                   f"and dtype {d.dtype} for an input of shape {x.shape} and "
+                                   f"dtype {x.dtype}")
+            prev = grads.get(nxt)
+            if prev is None:
+                grads[nxt] = gi
+            elif nxt in owned:
+                np.add(prev.data, d, out=prev.data)
+            else:
+                grads[nxt] = _sum(prev, gi, self.plain)
+                if self.plain:
+                    owned.add(nxt)
+        if not self.retain_graph:  # free what the rule needed
+            node.inputs = node.saved = node.out_data = node.out_fw = None
 
 
 def backward(tensor: Tensor, grad=None, retain_graph=None, create_graph=False, inputs=None):

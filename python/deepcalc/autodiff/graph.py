@@ -90,11 +90,13 @@ class Tensor:
     @property
     def grad_fn(self):
         node = self._node
+        if isinstance(node, OutputSlot):
+            return node.node
         return node if isinstance(node, Node) else None
 
     @property
     def is_leaf(self):
-        return not isinstance(self._node, Node)
+        return not isinstance(self._node, (Node, OutputSlot))
 
     def __len__(self):
         if self.data.ndim == 0:
@@ -150,8 +152,8 @@ class Tensor:
         extra = ""
         if self.data.dtype != np.float32:
             extra += f", dtype={self.data.dtype}"
-        if isinstance(self._node, Node):
-            extra += f", grad_fn=<{self._node.prim.name}>"
+        if not self.is_leaf:
+            extra += f", grad_fn=<{self.grad_fn.prim.name}>"
         elif self.requires_grad:
             extra += ", requires_grad=True"
         return f"tensor({body}{extra})"
@@ -208,18 +210,26 @@ class AccumulateGrad:
 
 
 class Node:
-    """One recorded primitive application: what the VJP rule needs to run later."""
+    """One recorded primitive application: what the VJP rule needs to run later.
+
+    A single-output node is its output's graph node; a node of a multi-output primitive has one
+    ``OutputSlot`` per differentiable output (``slots``), and the engine hands its VJP rule one
+    cotangent per output (None where nothing flowed back)."""
 
     __slots__ = ("prim", "inputs", "params", "saved", "out_data", "out_fw", "next", "retained",
-                 "seq", "__weakref__")
+                 "seq", "slots", "__weakref__")
 
     def __init__(self, prim, inputs, params, saved, out):
         self.prim = prim
         self.inputs = inputs
         self.params = params
         self.saved = saved
-        self.out_data = out.data
-        self.out_fw = out._fw
+        if type(out) is tuple:  # multi-output: arrays and tangent dicts per output
+            self.out_data = tuple(o.data for o in out)
+            self.out_fw = tuple(o._fw for o in out)
+        else:
+            self.out_data = out.data
+            self.out_fw = out._fw
         nxt = []
         for t in inputs:
             if t.requires_grad:
@@ -229,6 +239,7 @@ class Node:
                 nxt.append(None)
         self.next = nxt
         self.retained = None
+        self.slots = None
         self.seq = next(_SEQ)  # after the input nodes (see _SEQ)
 
     @property
@@ -238,20 +249,51 @@ class Node:
         stay differentiable."""
         if self.out_data is None:
             raise RuntimeError(_RELEASED_MSG.format(self.prim.name))
+        if self.slots is not None:
+            raise TypeError(f"{self.prim.name} has several outputs: use ctx.outs")
         t = wrap(self.out_data)
         t.requires_grad = True
         t._node = self
         t._fw = self.out_fw
         return t
 
-    def release(self):
-        self.inputs = None
-        self.saved = None
-        self.out_data = None
-        self.out_fw = None
+    @property
+    def outs(self) -> tuple:
+        """The outputs of a multi-output node, rebuilt as ``out`` is (differentiable ones keep
+        their slots)."""
+        if self.out_data is None:
+            raise RuntimeError(_RELEASED_MSG.format(self.prim.name))
+        outs = []
+        for arr, fw, slot in zip(self.out_data, self.out_fw, self.slots):
+            t = wrap(arr)
+            if slot is not None:
+                t.requires_grad = True
+                t._node = slot
+                t._fw = fw
+            outs.append(t)
+        return tuple(outs)
 
     def __repr__(self):
         return f"<{self.prim.name} node>"
+
+
+class OutputSlot:
+    """Graph node of output ``index`` of a multi-output ``node``: gradients reaching this output
+    are summed here, then handed to the node's VJP rule with those of its other outputs.  Made
+    right after its node, so ``seq`` puts it between its node and the output's consumers."""
+
+    __slots__ = ("node", "index", "next", "retained", "seq", "__weakref__")
+    prim = None
+
+    def __init__(self, node: Node, index: int):
+        self.node = node
+        self.index = index
+        self.next = (node,)
+        self.retained = None
+        self.seq = next(_SEQ)
+
+    def __repr__(self):
+        return f"<{self.node.prim.name} node, output {self.index}>"
 
 
 _RELEASED_MSG = ("backward through the graph a second time ({} node): its saved tensors were "
@@ -267,15 +309,25 @@ def node_of(t: Tensor):
 
 
 class JvpContext:
-    """What a JVP rule sees: inputs and output carrying only the tangents of outer levels."""
+    """What a JVP rule sees: inputs and output(s) carrying only the tangents of outer levels."""
 
-    __slots__ = ("inputs", "out", "params", "saved")
+    __slots__ = ("inputs", "_out", "params", "saved")
 
     def __init__(self, inputs, out, params, saved):
         self.inputs = inputs
-        self.out = out
+        self._out = out
         self.params = params
         self.saved = saved
+
+    @property
+    def out(self) -> Tensor:
+        if type(self._out) is tuple:
+            raise TypeError("this primitive has several outputs: use ctx.outs")
+        return self._out
+
+    @property
+    def outs(self) -> tuple:
+        return self._out
 
 
 def strip_levels(t: Tensor, level: int) -> Tensor:
@@ -293,7 +345,8 @@ def strip_levels(t: Tensor, level: int) -> Tensor:
 
 
 def apply(prim, inputs, params=_EMPTY):
-    """Run primitive ``prim`` on Tensors ``inputs``; record it for reverse and forward mode."""
+    """Run primitive ``prim`` on Tensors ``inputs``; record it for reverse and forward mode.
+    Returns a Tensor, or a tuple of Tensors for a primitive with ``multiple_results``."""
     n = len(inputs)
     if params:
         result = (prim.forward(inputs[0].data, **params) if n == 1
@@ -307,9 +360,12 @@ def apply(prim, inputs, params=_EMPTY):
     saved = None
     if prim.saves:
         result, saved = result
+    if prim.multiple_results:
+        return _apply_multi(prim, inputs, params, saved, result)
     out = wrap(result)
-    fw_active = STATE.fw_levels
-    if STATE.grad_enabled:
+    state = STATE
+    fw_active = state.fw_levels
+    if state.grad_enabled:
         for t in inputs:
             if t.requires_grad:
                 if fw_active:
@@ -322,43 +378,103 @@ def apply(prim, inputs, params=_EMPTY):
     return out
 
 
+def _apply_multi(prim, inputs, params, saved, result):
+    """``apply`` for a primitive returning several arrays: one Tensor per output; the
+    differentiable ones share one node through their slots."""
+    outs = tuple(wrap(r) for r in result)
+    fw_active = STATE.fw_levels
+    diff = prim.differentiable_outputs
+    if diff is None:
+        diff = range(len(outs))
+    if STATE.grad_enabled and any(t.requires_grad for t in inputs):
+        if fw_active:
+            for i in diff:
+                outs[i]._fw = {}
+        node = Node(prim, inputs, params, saved, outs)
+        slots = [None] * len(outs)
+        for i in diff:
+            slots[i] = OutputSlot(node, i)
+            outs[i].requires_grad = True
+            outs[i]._node = slots[i]
+        node.slots = tuple(slots)
+    if fw_active:
+        _push_tangents(prim, inputs, params, saved, outs)
+    return outs
+
+
 def _push_tangents(prim, inputs, params, saved, out):
     active = STATE.fw_levels
     levels = set()
     for t in inputs:
         if t._fw:
             levels.update(k for k in t._fw if k in active)
+    multi = type(out) is tuple
+    outs = out if multi else (out,)
+    diff = prim.differentiable_outputs if multi and prim.differentiable_outputs is not None \
+        else range(len(outs))
     if not levels:
-        if out._fw == {}:
-            out._fw = None
+        for o in outs:
+            if o._fw == {}:
+                o._fw = None
         return
-    if out._fw is None:
-        out._fw = {}
+    for i in diff:
+        if outs[i]._fw is None:
+            outs[i]._fw = {}
     # Ascending: the rule for level L sees an output that already carries its tangents < L.
     for level in sorted(levels):
         tangents = [t._fw.get(level) if t._fw else None for t in inputs]
-        ctx = JvpContext([strip_levels(t, level) for t in inputs], strip_levels(out, level),
-                         params, saved)
+        stripped = tuple(strip_levels(o, level) for o in outs)
+        ctx = JvpContext([strip_levels(t, level) for t in inputs],
+                         stripped if multi else stripped[0], params, saved)
         t_out = prim.jvp(ctx, *tangents)
-        if t_out is None:
-            continue
-        if t_out.data.shape != out.data.shape:
-            from ..ops.shape import broadcast_to
-            t_out = broadcast_to(t_out, out.data.shape)
-        out._fw[level] = t_out
+        if not multi:
+            t_out = (t_out,)
+        elif type(t_out) is not tuple or len(t_out) != len(outs):
+            raise RuntimeError(f"{prim.name}: JVP rule must return a tuple of {len(outs)} "
+                               f"tangents (None where an output has none)")
+        for i in diff:
+            t = t_out[i]
+            if t is None:
+                continue
+            o = outs[i].data
+            if t.data.shape != o.shape or t.data.dtype != o.dtype:
+                raise RuntimeError(
+                    f"{prim.name}: JVP rule returned a tangent of shape {t.data.shape} and dtype "
+                    f"{t.data.dtype} for an output of shape {o.shape} and dtype {o.dtype}")
+            outs[i]._fw[level] = t
+
+
+# Every Primitive subclass, by module and class name: the test table (tests/test_registry.py) must cover them all.
+REGISTRY: dict = {}
 
 
 class Primitive:
     """Base of every primitive: subclasses define ``forward`` (NumPy/_core), ``vjp``, ``jvp``.
 
-    ``forward(*arrays, **params)`` returns the output array, or ``(output, saved)`` when
-    ``saves`` is True.  ``vjp(ctx, g)`` returns one gradient (Tensor or None) per input;
-    ``ctx`` has ``inputs``, ``out``, ``params``, ``saved``.  ``jvp(ctx, *tangents)`` returns the
-    output tangent; a tangent of an input that carries none is None.
+    ``forward(*arrays, **params)`` returns the output array (a tuple of arrays when
+    ``multiple_results``), or ``(output, saved)`` when ``saves`` is True.
+
+    ``vjp(ctx, g)`` returns one gradient (Tensor or None) per input; a multi-output primitive's
+    rule is ``vjp(ctx, *gs)`` with one cotangent per output, None where none flowed back.  ``ctx``
+    has ``inputs``, ``out`` (``outs`` for several outputs), ``params``, ``saved``.
+
+    ``jvp(ctx, *tangents)`` returns the output tangent (a tuple of them for several outputs); the
+    tangent of an input that carries none is None.  Tangents must have the output's shape and
+    dtype, as gradients must have the input's.
+
+    ``differentiable_outputs`` (indices, default all) lists the outputs autodiff follows; the
+    others are returned as constants (like statistics a backward kernel reuses).  Subclasses are
+    registered in ``REGISTRY``.
     """
 
     name = "primitive"
     saves = False
+    multiple_results = False
+    differentiable_outputs = None
+
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        REGISTRY[f"{cls.__module__}.{cls.__qualname__}"] = cls
 
     def forward(self, *arrays, **params):
         raise NotImplementedError(f"{self.name}: forward")

@@ -16,7 +16,7 @@ from .. import _core
 from ..autodiff.graph import TENSOR_TYPES, Primitive, Tensor, apply, needs_graph, wrap
 from ._convert import (DEFAULT_DTYPE, as_tensor, binary_operands, broadcast_shapes, check_float,
                        contiguous, to_array)
-from .shape import sum_to, sum_to_array
+from .shape import broadcast_to, sum_to, sum_to_array
 
 
 def _const(arr) -> Tensor:
@@ -29,6 +29,13 @@ def _add_tangents(a, b):
     if b is None:
         return a
     return a + b
+
+
+def _out_tangent(ctx, t):
+    """``t`` broadcast to the output's shape: a binary op's tangent from one operand has that
+    operand's (broadcastable) shape."""
+    shape = ctx.out.data.shape
+    return t if t is None or t.data.shape == shape else broadcast_to(t, shape)
 
 
 # --- binary arithmetic ----------------------------------------------------------------------
@@ -45,7 +52,7 @@ class Add(Primitive):
                 sum_to(g, b.data.shape) if b.requires_grad else None)
 
     def jvp(self, ctx, ta, tb):
-        return _add_tangents(ta, tb)
+        return _out_tangent(ctx, _add_tangents(ta, tb))
 
 
 class Sub(Primitive):
@@ -64,7 +71,7 @@ class Sub(Primitive):
                 sum_to(-g, b.data.shape) if b.requires_grad else None)
 
     def jvp(self, ctx, ta, tb):
-        return _add_tangents(ta, -tb if tb is not None else None)
+        return _out_tangent(ctx, _add_tangents(ta, -tb if tb is not None else None))
 
 
 class Mul(Primitive):
@@ -84,7 +91,8 @@ class Mul(Primitive):
 
     def jvp(self, ctx, ta, tb):
         a, b = ctx.inputs
-        return _add_tangents(ta * b if ta is not None else None, a * tb if tb is not None else None)
+        return _out_tangent(ctx, _add_tangents(ta * b if ta is not None else None,
+                                               a * tb if tb is not None else None))
 
 
 class Div(Primitive):
@@ -109,7 +117,7 @@ class Div(Primitive):
     def jvp(self, ctx, ta, tb):
         b = ctx.inputs[1]
         num = _add_tangents(ta, -(ctx.out * tb) if tb is not None else None)
-        return num / b
+        return _out_tangent(ctx, num / b)
 
 
 class Pow(Primitive):
@@ -129,7 +137,7 @@ class Pow(Primitive):
         a, b = ctx.inputs
         da = ta * b * a ** (b - 1) if ta is not None else None
         db = tb * ctx.out * log(where(a.data > 0, a, 1.0)) if tb is not None else None
-        return _add_tangents(da, db)
+        return _out_tangent(ctx, _add_tangents(da, db))
 
 
 class PowScalar(Primitive):
