@@ -70,6 +70,9 @@ class Module:
         if name in self._parameters and not (value is None or isinstance(value, Parameter)):
             raise TypeError(f"{type(self).__name__}: cannot assign {type(value).__name__} as "
                             f"parameter '{name}' (a Parameter or None expected)")
+        if name in self._modules and not (value is None or isinstance(value, Module)):
+            raise TypeError(f"{type(self).__name__}: cannot assign {type(value).__name__} as "
+                            f"child module '{name}' (a Module or None expected)")
         if name in self._parameters:  # replaced in place: parameters() keeps its order
             self._parameters[name] = value
             self.__dict__.pop(name, None)
@@ -109,7 +112,17 @@ class Module:
                 return
         object.__delattr__(self, name)
 
+    def _check_name(self, what: str, name) -> None:
+        """torch's rules for a registered name: a non-empty str without '.'."""
+        if not isinstance(name, str):
+            raise TypeError(f"{type(self).__name__}.{what}: name must be a str, got "
+                            f"{type(name).__name__}")
+        if not name or "." in name:
+            raise KeyError(f"{type(self).__name__}.{what}: name must be non-empty and contain no "
+                           f"'.', got {name!r}")
+
     def register_parameter(self, name: str, param):
+        self._check_name("register_parameter", name)
         if param is None:
             self._parameters[name] = None
         else:
@@ -117,12 +130,16 @@ class Module:
 
     def register_buffer(self, name: str, value):
         """Non-trainable state saved in ``state_dict`` (e.g. BatchNorm running statistics)."""
+        self._check_name("register_buffer", name)
         if value is not None and not isinstance(value, Tensor):
             value = Tensor(np.asarray(value))
         self.__dict__.pop(name, None)
         self._buffers[name] = value
 
     def add_module(self, name: str, module):
+        self._check_name("add_module", name)
+        if module is not None:
+            _check_child(f"{type(self).__name__}.add_module", f"module '{name}'", module)
         setattr(self, name, module)
 
     # --- traversal --------------------------------------------------------------------
@@ -200,6 +217,10 @@ class Module:
 
         With ``strict`` (the default) the keys must match exactly: the error lists the missing
         and the unexpected keys.  Shapes must always match.  Returns (missing, unexpected)."""
+        if not (hasattr(state_dict, "keys") and hasattr(state_dict, "__getitem__")):
+            raise TypeError(f"load_state_dict for {type(self).__name__}: expected a dict of name "
+                            f"-> array (from state_dict() or dc.load), got "
+                            f"{type(state_dict).__name__}")
         own = self.state_dict()
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
@@ -290,8 +311,77 @@ class Module:
         return "\n".join(lines) + "\n)"
 
 
-class Sequential(Module):
-    """Modules applied in order."""
+def _describe(obj) -> str:
+    """How an error names a value that should have been a Module: its type, plus the function's
+    name for functions (``function relu``), as torch's "... is not a Module subclass"."""
+    name = getattr(obj, "__name__", None)
+    kind = type(obj).__name__
+    return f"{kind} {name}" if callable(obj) and name else f"{kind} {obj!r}"[:80]
+
+
+def _check_child(owner: str, where: str, m) -> None:
+    if not isinstance(m, Module):
+        if isinstance(m, type) and issubclass(m, Module):
+            hint = f"; pass an instance, {m.__name__}(...), not the class"
+        elif callable(m):
+            hint = "; wrap a function in a Module (e.g. nn.ReLU() for dc.relu)"
+        else:
+            hint = ""
+        raise TypeError(f"{owner}: {where} is {_describe(m)}, which is not a Module subclass"
+                        f"{hint}")
+
+
+class _ModuleSequence(Module):
+    """Children kept in order and reached by position: the shared part of Sequential and
+    ModuleList.  Every child is checked to be a Module where it enters."""
+
+    def _renumber(self, modules) -> None:
+        self._modules.clear()
+        for i, m in enumerate(modules):
+            self._modules[str(i)] = m
+
+    def _index(self, i: int) -> int:
+        n = len(self._modules)
+        if not isinstance(i, (int, np.integer)) or isinstance(i, bool):
+            raise TypeError(f"{type(self).__name__} indices must be integers or slices, got "
+                            f"{type(i).__name__}")
+        if not -n <= i < n:
+            raise IndexError(f"{type(self).__name__}: index {i} is out of range for {n} modules")
+        return int(i) % n
+
+    def __getitem__(self, i):
+        mods = list(self._modules.values())
+        if isinstance(i, slice):
+            return self._of(mods[i])
+        return mods[self._index(i)]
+
+    def __setitem__(self, i, module):
+        key = list(self._modules)[self._index(i)]
+        _check_child(type(self).__name__, f"the module assigned to index {i}", module)
+        self._modules[key] = module
+
+    def __delitem__(self, i):
+        mods = list(self._modules.values())
+        if isinstance(i, slice):
+            del mods[i]
+        else:
+            del mods[self._index(i)]
+        self._renumber(mods)
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def append(self, module):
+        _check_child(f"{type(self).__name__}.append", "the module", module)
+        self._modules[str(len(self._modules))] = module
+        return self
+
+
+class Sequential(_ModuleSequence):
+    """Modules applied in order; ``Sequential(a, b, c)`` or ``Sequential({'name': m, ...})``."""
 
     def __init__(self, *modules):
         super().__init__()
@@ -300,45 +390,52 @@ class Sequential(Module):
                 self.add_module(name, m)
         else:
             for i, m in enumerate(modules):
-                self.add_module(str(i), m)
+                _check_child("Sequential", f"argument {i}", m)
+                self._modules[str(i)] = m
+
+    def _of(self, modules):
+        return Sequential(*modules)
 
     def forward(self, x):
         for m in self._modules.values():
             x = m(x)
         return x
 
-    def __getitem__(self, i):
-        mods = list(self._modules.values())
-        if isinstance(i, slice):
-            return Sequential(*mods[i])
-        return mods[i]
 
-    def __len__(self):
-        return len(self._modules)
+class ModuleList(_ModuleSequence):
+    """A list of Modules whose parameters are registered (no forward of its own)."""
 
-    def __iter__(self):
-        return iter(self._modules.values())
-
-    def append(self, module):
-        self.add_module(str(len(self._modules)), module)
-        return self
-
-
-class ModuleList(Module):
     def __init__(self, modules=()):
         super().__init__()
-        for m in modules:
-            self.append(m)
+        self._extend("ModuleList", modules)
 
-    def append(self, module):
-        self.add_module(str(len(self._modules)), module)
+    def _of(self, modules):
+        return ModuleList(modules)
+
+    def extend(self, modules):
+        return self._extend("ModuleList.extend", modules)
+
+    def _extend(self, owner: str, modules):
+        if isinstance(modules, Module) and not isinstance(modules, _ModuleSequence):
+            raise TypeError(f"{owner}: expected an iterable of Modules, got a single "
+                            f"{type(modules).__name__}; use append")
+        try:
+            mods = list(modules)
+        except TypeError:
+            raise TypeError(f"{owner}: expected an iterable of Modules, got "
+                            f"{type(modules).__name__}") from None
+        for i, m in enumerate(mods):  # all checked before any is added
+            _check_child(owner, f"element {i}", m)
+        n = len(self._modules)
+        for i, m in enumerate(mods):
+            self._modules[str(n + i)] = m
         return self
 
-    def __getitem__(self, i):
-        return list(self._modules.values())[i]
+    def insert(self, index: int, module) -> None:
+        _check_child("ModuleList.insert", "the module", module)
+        mods = list(self._modules.values())
+        mods.insert(index, module)
+        self._renumber(mods)
 
-    def __len__(self):
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
+    def __iadd__(self, modules):
+        return self._extend("ModuleList +=", modules)
