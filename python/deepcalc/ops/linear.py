@@ -40,8 +40,9 @@ class LinearAct(Primitive):
     def forward(self, x, w, *b, activation):
         x2 = x if x.ndim == 2 and x.flags.c_contiguous else \
             np.ascontiguousarray(x.reshape(-1, x.shape[-1]))
+        bias = (b[0] if b[0].flags.c_contiguous else np.ascontiguousarray(b[0])) if b else None
         y, z = _core.linear_forward(x2, w if w.flags.c_contiguous else np.ascontiguousarray(w),
-                                    b[0] if b else None, activation, activation == "gelu")
+                                    bias, activation, activation == "gelu")
         return (y if x.ndim == 2 else y.reshape(x.shape[:-1] + (w.shape[0],))), z
 
     def _z(self, ctx):

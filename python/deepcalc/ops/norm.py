@@ -20,7 +20,15 @@ from .. import _core
 from ..autodiff.graph import Primitive, apply, needs_graph, wrap
 from .reduce import mean, sum
 from .elementwise import sqrt
-from .shape import reshape
+from .shape import broadcast_to, reshape
+
+
+def _contiguous_params(params):
+    """(gamma, beta) as the kernels take them: C-contiguous (a strided view is copied), or
+    (None, None) without an affine map."""
+    if not params:
+        return None, None
+    return tuple(p if p.flags.c_contiguous else np.ascontiguousarray(p) for p in params)
 
 
 class _Norm(Primitive):
@@ -53,7 +61,7 @@ class _Norm(Primitive):
             mu, invstd = ctx.saved
             dx, dgamma, dbeta = self.kernel_backward(
                 np.ascontiguousarray(g.data), x.data, mu, invstd,
-                ctx.inputs[1].data if affine else None)
+                np.ascontiguousarray(ctx.inputs[1].data) if affine else None)
             return (wrap(dx),) + ((wrap(dgamma), wrap(dbeta)) if affine else ())
         axes = self.axes(x)
         x_hat, invstd = self._stats(x, ctx.params["eps"])
@@ -87,6 +95,8 @@ class _Norm(Primitive):
             if tbeta is not None:
                 term = reshape(tbeta, pshape)
                 out = term if out is None else out + term
+        if out is not None and out.shape != x.shape:  # only tbeta flowed: beta broadcast over x
+            out = broadcast_to(out, x.shape)
         return out
 
 
@@ -104,7 +114,7 @@ class BatchNormTrain(_Norm):
         return (x.shape[1],) if x.ndim == 2 else (1, x.shape[1], 1)
 
     def forward(self, x, *params, eps, stats):
-        gamma, beta = params if params else (None, None)
+        gamma, beta = _contiguous_params(params)
         y, mu, invstd = _core.batchnorm_forward_train(np.ascontiguousarray(x), gamma, beta, eps)
         stats["mean"], stats["invstd"] = mu, invstd
         return y, (mu, invstd)
@@ -127,7 +137,7 @@ class LayerNorm(_Norm):
         return (x.shape[-1],)
 
     def forward(self, x, *params, eps):
-        gamma, beta = params if params else (None, None)
+        gamma, beta = _contiguous_params(params)
         y, mu, invstd = _core.layernorm_forward(np.ascontiguousarray(x), gamma, beta, eps)
         return y, (mu, invstd)
 
