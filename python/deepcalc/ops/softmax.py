@@ -56,7 +56,7 @@ _log_softmax = Softmax(log=True)
 
 
 def _call(prim, x, axis):
-    x = as_tensor(x)
+    x = as_tensor(x, op=prim.name)
     check_float(prim.name, x)
     if x.ndim == 0:
         raise ValueError(f"{prim.name}: expected a tensor with at least 1 dimension, got a scalar")
