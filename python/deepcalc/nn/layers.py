@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..ops._convert import as_tensor
+from . import _checks, init
 from . import functional as F
-from . import init
 from .module import Module, Parameter
 
 
@@ -18,11 +19,14 @@ class Linear(Module):
     def __init__(self, in_features: int, out_features: int, bias: bool = True, activation=None,
                  dtype=np.float32, weight_multiplier: float = 1.0, bias_multiplier: float = 1.0):
         super().__init__()
-        F.activation_fn(activation)  # validates the name
-        self.in_features, self.out_features = int(in_features), int(out_features)
+        F.activation_fn(activation, "Linear")  # validates the name
+        in_features = _checks.integer("Linear", "in_features", in_features)
+        out_features = _checks.integer("Linear", "out_features", out_features)
+        dtype = _checks.float_dtype("Linear", dtype)
+        self.in_features, self.out_features = in_features, out_features
         self.activation = activation
-        self.weight_multiplier = float(weight_multiplier)
-        self.bias_multiplier = float(bias_multiplier)
+        self.weight_multiplier = _checks.real("Linear", "weight_multiplier", weight_multiplier)
+        self.bias_multiplier = _checks.real("Linear", "bias_multiplier", bias_multiplier)
         self.weight = Parameter(init.torch_default((out_features, in_features), in_features, dtype))
         self.bias = Parameter(init.torch_default((out_features,), in_features, dtype)) if bias else None
         if not bias:
@@ -65,6 +69,8 @@ class Sigmoid(_Activation):
 class GELU(Module):
     def __init__(self, approximate: str = "none"):
         super().__init__()
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"GELU: approximate must be 'none' or 'tanh', got {approximate!r}")
         self.approximate = approximate
 
     def forward(self, x):
@@ -79,7 +85,7 @@ class Identity(Module):
 class Softmax(Module):
     def __init__(self, axis: int = -1):
         super().__init__()
-        self.axis = axis
+        self.axis = _checks.integer("Softmax", "axis", axis, minimum=-2**31)
 
     def forward(self, x):
         return F.softmax(x, self.axis)
@@ -91,9 +97,10 @@ class Dropout(Module):
 
     def __init__(self, p: float = 0.5, generator=None):
         super().__init__()
-        if not 0 <= p <= 1:
-            raise ValueError(f"Dropout: p must be in [0, 1], got {p}")
-        self.p, self.generator = p, generator
+        if generator is not None and not isinstance(generator, np.random.Generator):
+            raise TypeError(f"Dropout: generator must be a numpy.random.Generator, got "
+                            f"{type(generator).__name__}")
+        self.p, self.generator = _checks.probability("Dropout", "p", p), generator
 
     def forward(self, x):
         return F.dropout(x, self.p, self.training, self.generator)
@@ -103,7 +110,12 @@ class Dropout(Module):
 
 
 class Flatten(Module):
+    """(N, ...) -> (N, prod(...)): every axis but the first (batch) one merged."""
+
     def forward(self, x):
+        x = as_tensor(x, op="Flatten")
+        if x.ndim == 0:
+            raise ValueError("Flatten: expected an input with a batch axis, got a 0-d tensor")
         return x.reshape(x.shape[0], -1)
 
 
@@ -114,13 +126,23 @@ class Standardize(Module):
     def __init__(self, mean, std):
         super().__init__()
         from ..autodiff.graph import Tensor
-        self.register_buffer("mean", Tensor(np.asarray(mean)))
-        self.register_buffer("std", Tensor(np.asarray(std)))
+        mean, std = np.asarray(getattr(mean, "data", mean)), np.asarray(getattr(std, "data", std))
+        if mean.shape != std.shape or mean.dtype != std.dtype or mean.dtype.kind != "f":
+            raise ValueError(f"Standardize: mean and std must be float arrays of one shape and "
+                             f"dtype, got {mean.dtype} {mean.shape} and {std.dtype} {std.shape}")
+        if not (std > 0).all():  # NaN fails too
+            raise ValueError("Standardize: every std must be > 0 (fit adds eps for constant "
+                             "features)")
+        self.register_buffer("mean", Tensor(mean))
+        self.register_buffer("std", Tensor(std))
 
     @classmethod
     def fit(cls, x, eps: float = 1e-2, dtype=np.float32):
         """Statistics of ``x`` (N, features); ``eps`` keeps constant features finite."""
         x = np.asarray(getattr(x, "data", x), np.float64)
+        if x.ndim != 2 or x.shape[0] == 0:
+            raise ValueError(f"Standardize.fit: expected data of shape (N, features) with N >= 1, "
+                             f"got {x.shape}")
         return cls(x.mean(axis=0).astype(dtype), (x.std(axis=0) + eps).astype(dtype))
 
     def forward(self, x):

@@ -15,6 +15,8 @@ import math
 import numpy as np
 
 from .. import _core
+from . import _checks
+from . import functional as F
 from . import init as winit
 from .layers import Linear
 from .module import Module
@@ -61,12 +63,21 @@ class MLP(Module):
     def __init__(self, sizes, activation="tanh", init="torch", output_activation=None,
                  bias=True, dtype=np.float32, generator=None, ntk_beta: float = 0.1):
         super().__init__()
-        sizes = [int(s) for s in sizes]
-        if len(sizes) < 2 or any(s <= 0 for s in sizes):
+        try:
+            sizes = list(sizes)
+        except TypeError:
+            raise TypeError(f"MLP: sizes must be a list of layer widths [in, h1, ..., out], got "
+                            f"{type(sizes).__name__}") from None
+        if len(sizes) < 2 or any(not isinstance(s, bool) and isinstance(s, (int, np.integer))
+                                 and s <= 0 for s in sizes):
             raise ValueError(f"MLP: sizes must list at least an input and an output size, all "
                              f"positive, got {sizes}")
+        sizes = [_checks.integer("MLP", f"sizes[{i}]", s) for i, s in enumerate(sizes)]
         if init not in INITS:
             raise ValueError(f"MLP: unknown init {init!r}; expected one of {INITS}")
+        F.activation_fn(activation, "MLP")
+        F.activation_fn(output_activation, "MLP (output_activation)")
+        ntk_beta = _checks.real("MLP", "ntk_beta", ntk_beta)
         self.sizes, self.init, self.activation = sizes, init, activation
         self.output_activation = output_activation
         n_layers = len(sizes) - 1

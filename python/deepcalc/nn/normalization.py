@@ -5,6 +5,8 @@ import numpy as np
 
 from ..autodiff.graph import Tensor, in_transform, wrap
 from ..creation import default_generator
+from ..ops._convert import as_tensor
+from . import _checks
 from . import functional as F
 from .module import Module, Parameter
 
@@ -33,7 +35,17 @@ class BatchNorm1d(Module):
                  noise: bool = False, noise_mean: float = 0.5, noise_std_min: float = 1.0,
                  noise_std_max: float = 2.0, generator=None):
         super().__init__()
-        self.num_features, self.eps, self.momentum = int(num_features), eps, momentum
+        num_features = _checks.integer("BatchNorm1d", "num_features", num_features)
+        eps = _checks.real("BatchNorm1d", "eps", eps, 0.0)
+        if momentum is not None:
+            momentum = _checks.probability("BatchNorm1d", "momentum (a float or None)", momentum)
+        dtype = _checks.float_dtype("BatchNorm1d", dtype)
+        if noise:
+            noise_mean = _checks.real("BatchNorm1d", "noise_mean", noise_mean, 0.0)
+            noise_std_min = _checks.real("BatchNorm1d", "noise_std_min", noise_std_min, 0.0)
+            noise_std_max = _checks.real("BatchNorm1d", "noise_std_max", noise_std_max,
+                                         noise_std_min)
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
         if affine:
             self.weight = Parameter(np.ones(num_features, dtype))
@@ -53,17 +65,27 @@ class BatchNorm1d(Module):
         self.last_noise = None
 
     def forward(self, x):
+        bufs, params = self._buffers, self._parameters  # one lookup each (hot path)
+        ref = "weight" if self.affine else "running_mean"
+        ref_t = params["weight"] if self.affine else bufs["running_mean"]
+        if not isinstance(x, Tensor):
+            x = as_tensor(x, ref_t, "BatchNorm1d")
         if x.ndim not in (2, 3) or x.shape[1] != self.num_features:
             raise ValueError(f"BatchNorm1d: expected input (N, {self.num_features}) or "
                              f"(N, {self.num_features}, L), got {tuple(x.shape)}")
+        if ref_t is not None and x.dtype != ref_t.dtype:
+            raise F.mixed_dtypes("BatchNorm1d", "input", x.dtype, ref, ref_t.dtype)
         track, training = self.track_running_stats, self.training
-        bufs, params = self._buffers, self._parameters  # one lookup each (hot path)
+        momentum = self.momentum
         if training and track and not in_transform():
-            bufs["num_batches_tracked"].data[...] += 1
+            nbt = bufs["num_batches_tracked"].data
+            nbt[...] += 1
+            if momentum is None:  # torch: a cumulative moving average of the batch statistics
+                momentum = 1.0 / float(nbt)
         y = F.batch_norm(x, bufs["running_mean"] if track else None,
                          bufs["running_var"] if track else None,
-                         params["weight"], params["bias"], training or not track, self.momentum,
-                         self.eps)
+                         params["weight"], params["bias"], training or not track,
+                         0.0 if momentum is None else momentum, self.eps)
         if self.noise and self.training:
             y = y + self._noise(x.shape, x.dtype)
         return y
@@ -90,13 +112,16 @@ class LayerNorm(Module):
     def __init__(self, normalized_shape: int, eps: float = 1e-5, elementwise_affine: bool = True,
                  dtype=np.float32):
         super().__init__()
-        if not isinstance(normalized_shape, int):
+        if isinstance(normalized_shape, (tuple, list)):
             shape = tuple(normalized_shape)
             if len(shape) != 1:
                 raise ValueError(f"LayerNorm: deepcalc normalizes over the last axis only; got "
                                  f"normalized_shape {shape}")
             normalized_shape = shape[0]
-        self.normalized_shape, self.eps = int(normalized_shape), eps
+        normalized_shape = _checks.integer("LayerNorm", "normalized_shape", normalized_shape)
+        dtype = _checks.float_dtype("LayerNorm", dtype)
+        self.normalized_shape = normalized_shape
+        self.eps = _checks.real("LayerNorm", "eps", eps, 0.0)
         if elementwise_affine:
             self.weight = Parameter(np.ones(normalized_shape, dtype))
             self.bias = Parameter(np.zeros(normalized_shape, dtype))
