@@ -6,7 +6,8 @@ import numpy as np
 
 from .. import _core
 from ..autodiff.graph import no_grad
-from .optimizer import Optimizer, check_float, grad_array, inplace_view
+from ..nn._checks import real
+from .optimizer import Optimizer, check_float, grad_array, inplace_view, nonnegative
 
 
 class Adam(Optimizer):
@@ -18,19 +19,17 @@ class Adam(Optimizer):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
                  amsgrad=False):
-        name = type(self).__name__
-        if lr < 0.0:
-            raise ValueError(f"{name}: invalid learning rate {lr}, must be >= 0")
-        if eps < 0.0:
-            raise ValueError(f"{name}: invalid eps {eps}, must be >= 0")
-        for i, b in enumerate(betas):
-            if not 0.0 <= b < 1.0:
-                raise ValueError(f"{name}: invalid beta parameter at index {i}: {b}, "
-                                 "must be in [0, 1)")
-        if weight_decay < 0.0:
-            raise ValueError(f"{name}: invalid weight_decay {weight_decay}, must be >= 0")
-        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
-                                      weight_decay=weight_decay, amsgrad=amsgrad))
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                                      amsgrad=amsgrad))
+
+    def _check_hyperparameters(self, hp, owner):
+        nonnegative(hp, owner, "lr", "eps", "weight_decay")
+        betas = hp["betas"]
+        if isinstance(betas, (str, bytes)) or not hasattr(betas, "__len__") or len(betas) != 2:
+            raise ValueError(f"{owner}: betas must be a pair (beta1, beta2), got {betas!r}")
+        hp["betas"] = tuple(real(owner, f"betas[{i}]", b, 0.0, 1.0, high_open=True)
+                            for i, b in enumerate(betas))
+        return hp
 
     def step(self):
         name = type(self).__name__

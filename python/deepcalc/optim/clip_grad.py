@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..autodiff.graph import Tensor
+from ..nn._checks import real
 
 
 def _with_grads(parameters):
@@ -17,8 +18,9 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
                     error_if_nonfinite: bool = False) -> Tensor:
     """Scale all gradients by ``min(1, max_norm / (total_norm + 1e-6))``, where ``total_norm``
     is the ``norm_type``-norm of the per-gradient norms; returns ``total_norm`` (0-d Tensor)."""
+    max_norm = real("clip_grad_norm_", "max_norm", max_norm, 0.0)
+    norm_type = real("clip_grad_norm_", "norm_type", norm_type)
     params = _with_grads(parameters)
-    max_norm, norm_type = float(max_norm), float(norm_type)
     if not params:
         return Tensor(np.array(0.0, np.float32))
     dtype = np.result_type(*[p.grad.data.dtype for p in params])
@@ -39,7 +41,7 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
 
 def clip_grad_value_(parameters, clip_value: float) -> None:
     """Clamp every gradient element to ``[-clip_value, clip_value]``."""
-    c = float(clip_value)
+    c = real("clip_grad_value_", "clip_value", clip_value, 0.0)
     for p in _with_grads(parameters):
         g = p.grad.data
         p.grad = Tensor(np.clip(g, g.dtype.type(-c), g.dtype.type(c)))

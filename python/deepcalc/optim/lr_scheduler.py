@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+from ..nn._checks import integer, real
 from .optimizer import Optimizer
 
 
@@ -69,8 +70,8 @@ class StepLR(LRScheduler):
     """Multiply the lr by ``gamma`` every ``step_size`` epochs."""
 
     def __init__(self, optimizer, step_size: int, gamma: float = 0.1, last_epoch: int = -1):
-        self.step_size = int(step_size)
-        self.gamma = gamma
+        self.step_size = integer("StepLR", "step_size", step_size)
+        self.gamma = real("StepLR", "gamma", gamma, 0.0)
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
@@ -84,8 +85,8 @@ class CosineAnnealingLR(LRScheduler):
     recursively from the current lr as torch does (so other changes to lr compose)."""
 
     def __init__(self, optimizer, T_max: int, eta_min: float = 0.0, last_epoch: int = -1):
-        self.T_max = T_max
-        self.eta_min = eta_min
+        self.T_max = integer("CosineAnnealingLR", "T_max", T_max)
+        self.eta_min = real("CosineAnnealingLR", "eta_min", eta_min, 0.0)
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
@@ -108,13 +109,11 @@ class LinearLR(LRScheduler):
 
     def __init__(self, optimizer, start_factor: float = 1.0 / 3, end_factor: float = 1.0,
                  total_iters: int = 5, last_epoch: int = -1):
-        if not 0 < start_factor <= 1:
+        if not real("LinearLR", "start_factor", start_factor, 0.0, 1.0) > 0:
             raise ValueError(f"LinearLR: start_factor must be in (0, 1], got {start_factor}")
-        if not 0 <= end_factor <= 1:
-            raise ValueError(f"LinearLR: end_factor must be in [0, 1], got {end_factor}")
         self.start_factor = start_factor
-        self.end_factor = end_factor
-        self.total_iters = total_iters
+        self.end_factor = real("LinearLR", "end_factor", end_factor, 0.0, 1.0)
+        self.total_iters = integer("LinearLR", "total_iters", total_iters)
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
@@ -131,6 +130,8 @@ class LambdaLR(LRScheduler):
     functions are not part of ``state_dict`` (recreate the scheduler, then load)."""
 
     def __init__(self, optimizer, lr_lambda, last_epoch: int = -1):
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"LambdaLR: {type(optimizer).__name__} is not an Optimizer")
         n = len(optimizer.param_groups)
         if isinstance(lr_lambda, (list, tuple)):
             if len(lr_lambda) != n:
@@ -139,6 +140,10 @@ class LambdaLR(LRScheduler):
             self.lr_lambdas = list(lr_lambda)
         else:
             self.lr_lambdas = [lr_lambda] * n
+        for i, f in enumerate(self.lr_lambdas):
+            if not callable(f):
+                raise TypeError(f"LambdaLR: lr_lambda {i} is a {type(f).__name__}, expected a "
+                                "function of the epoch")
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):

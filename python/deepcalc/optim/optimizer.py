@@ -9,6 +9,7 @@ import copy
 import numpy as np
 
 from ..autodiff.graph import Tensor
+from ..nn._checks import real
 
 
 class Optimizer:
@@ -20,16 +21,27 @@ class Optimizer:
     """
 
     def __init__(self, params, defaults: dict):
-        self.defaults = dict(defaults)
+        name = type(self).__name__
+        self.defaults = self._check_hyperparameters(dict(defaults), name)
         self.state: dict = {}
         self.param_groups: list[dict] = []
-        name = type(self).__name__
         if isinstance(params, Tensor):
             raise TypeError(f"{name}: params must be an iterable of Tensors or of dicts, "
                             "got a single Tensor; wrap it in a list")
-        groups = list(params)
+        if callable(getattr(params, "named_parameters", None)):
+            raise TypeError(f"{name}: params is a {type(params).__name__} (a Module); pass "
+                            "model.parameters()")
+        if isinstance(params, (dict, set)):
+            raise TypeError(f"{name}: params must be an ordered iterable of Tensors or of dicts "
+                            f"(a list), got a {type(params).__name__}"
+                            + ("; wrap the group in a list" if isinstance(params, dict) else ""))
+        try:
+            groups = list(params)
+        except TypeError:
+            raise TypeError(f"{name}: params must be an iterable of Tensors or of dicts, got "
+                            f"{type(params).__name__}") from None
         if not groups:
-            raise ValueError(f"{name}: got an empty parameter list")
+            raise ValueError(f"{name}: optimizer got an empty parameter list")
         if not isinstance(groups[0], dict):
             groups = [{"params": groups}]
         for group in groups:
@@ -59,12 +71,19 @@ class Optimizer:
         group["params"] = params
         for key, value in self.defaults.items():
             group.setdefault(key, value)
+        group = self._check_hyperparameters(group, f"{name} (param group "
+                                                   f"{len(self.param_groups)})")
         seen = {id(p) for g in self.param_groups for p in g["params"]}
         ids = [id(p) for p in params]
         if len(set(ids)) != len(ids) or seen.intersection(ids):
             raise ValueError(f"{name}: some parameters appear in more than one parameter group "
                              "(or twice in one)")
         self.param_groups.append(group)
+
+    def _check_hyperparameters(self, hp: dict, owner: str) -> dict:
+        """``hp`` (the defaults or a group) with its hyperparameters checked and normalized;
+        raises naming ``owner`` and the argument.  Subclasses check their own."""
+        return hp
 
     def zero_grad(self) -> None:
         """Drop every parameter's gradient (``.grad = None``)."""
@@ -150,6 +169,13 @@ def _restore_value(v, p, name, key):
 
 
 # --- helpers shared by the optimizers ----------------------------------------------------
+def nonnegative(hp: dict, owner: str, *keys: str) -> None:
+    """Each of ``keys`` a number >= 0 (torch's rule for lr, eps, weight_decay, momentum)."""
+    for key in keys:
+        hp[key] = real(owner, key, hp[key], 0.0)
+
+
+
 def grad_array(p: Tensor, name: str) -> np.ndarray:
     """p.grad as a C-contiguous array of p's dtype (a copy only when needed; never written)."""
     g = p.grad.data if isinstance(p.grad, Tensor) else np.asarray(p.grad)

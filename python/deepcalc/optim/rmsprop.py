@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..autodiff.graph import no_grad
-from .optimizer import Optimizer, check_float, grad_array, inplace_view
+from ..nn._checks import real
+from .optimizer import Optimizer, check_float, grad_array, inplace_view, nonnegative
 
 
 def _lerp(start, end, weight):
@@ -22,12 +23,14 @@ class RMSprop(Optimizer):
 
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
                  centered=False):
-        for key, v in (("lr", lr), ("alpha", alpha), ("eps", eps),
-                       ("weight_decay", weight_decay), ("momentum", momentum)):
-            if v < 0.0:
-                raise ValueError(f"RMSprop: invalid {key} {v}, must be >= 0")
         super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
                                       momentum=momentum, centered=centered))
+
+    def _check_hyperparameters(self, hp, owner):
+        nonnegative(hp, owner, "lr", "eps", "weight_decay", "momentum")
+        # alpha > 1 would make the running average of g*g negative (sqrt of it NaN)
+        hp["alpha"] = real(owner, "alpha", hp["alpha"], 0.0, 1.0)
+        return hp
 
     def step(self):
         with no_grad():

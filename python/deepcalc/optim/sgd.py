@@ -6,7 +6,8 @@ import numpy as np
 
 from .. import _core
 from ..autodiff.graph import no_grad
-from .optimizer import Optimizer, check_float, grad_array, inplace_view
+from ..nn._checks import real
+from .optimizer import Optimizer, check_float, grad_array, inplace_view, nonnegative
 
 
 class SGD(Optimizer):
@@ -15,17 +16,16 @@ class SGD(Optimizer):
 
     def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
                  nesterov=False):
-        if lr < 0.0:
-            raise ValueError(f"SGD: invalid learning rate {lr}, must be >= 0")
-        if momentum < 0.0:
-            raise ValueError(f"SGD: invalid momentum {momentum}, must be >= 0")
-        if weight_decay < 0.0:
-            raise ValueError(f"SGD: invalid weight_decay {weight_decay}, must be >= 0")
-        if nesterov and (momentum <= 0 or dampening != 0):
-            raise ValueError(f"SGD: Nesterov momentum requires momentum > 0 and dampening 0, "
-                             f"got momentum {momentum}, dampening {dampening}")
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
                                       weight_decay=weight_decay, nesterov=nesterov))
+
+    def _check_hyperparameters(self, hp, owner):
+        nonnegative(hp, owner, "lr", "momentum", "weight_decay")
+        hp["dampening"] = real(owner, "dampening", hp["dampening"], 0.0, 1.0)
+        if hp["nesterov"] and (hp["momentum"] <= 0 or hp["dampening"] != 0):
+            raise ValueError(f"{owner}: Nesterov momentum requires momentum > 0 and dampening 0, "
+                             f"got momentum {hp['momentum']}, dampening {hp['dampening']}")
+        return hp
 
     def step(self):
         with no_grad():
