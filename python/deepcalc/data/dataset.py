@@ -64,11 +64,24 @@ class DataLoader:
     def __init__(self, dataset, batch_size: int = 1, shuffle: bool = False,
                  drop_last: bool = False, generator: np.random.Generator | None = None,
                  seed: int | None = None):
-        if int(batch_size) != batch_size or batch_size < 1:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
+                or batch_size < 1:
+            none = "; deepcalc always batches (batch_size=1 yields one sample per batch)" \
+                if batch_size is None else ""
             raise ValueError(f"DataLoader: batch_size must be a positive integer, got "
-                             f"{batch_size!r}")
+                             f"{batch_size!r}{none}")
+        if not (callable(getattr(dataset, "__len__", None))
+                and callable(getattr(dataset, "__getitem__", None))):
+            raise TypeError(f"DataLoader: dataset must have __len__ and __getitem__ (a Dataset, "
+                            f"e.g. TensorDataset(x, y)), got {type(dataset).__name__}")
         if generator is not None and seed is not None:
             raise ValueError("DataLoader: give generator or seed, not both")
+        if generator is not None and not isinstance(generator, np.random.Generator):
+            raise TypeError(f"DataLoader: generator must be a numpy.random.Generator, got "
+                            f"{type(generator).__name__}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
+                                 or seed < 0):
+            raise ValueError(f"DataLoader: seed must be a non-negative integer, got {seed!r}")
         self.dataset = dataset
         self.batch_size = int(batch_size)
         self.shuffle = bool(shuffle)

@@ -34,6 +34,12 @@ def teacher_regression(n_samples: int, in_dim: int, out_dim: int, hidden=(32,),
     """TensorDataset ``(x, y)``: ``x ~ N(0, I)``, ``y = teacher(x) + noise * N(0, I)`` where the
     teacher is a tanh MLP with ``hidden`` widths and N(0, 1/fan_in) weights."""
     hidden = (hidden,) if isinstance(hidden, int) else tuple(hidden)
+    for name, v in [("n_samples", n_samples), ("in_dim", in_dim), ("out_dim", out_dim)] + \
+            [(f"hidden[{i}]", h) for i, h in enumerate(hidden)]:
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"teacher_regression: {name} must be a positive integer, got {v!r}")
+    if not noise >= 0:
+        raise ValueError(f"teacher_regression: noise must be >= 0, got {noise}")
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n_samples, in_dim))
     h = x
