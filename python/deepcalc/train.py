@@ -42,6 +42,8 @@ class History:
         return keys
 
     def best(self, key: str, mode: str = "min"):
+        if mode not in ("min", "max"):
+            raise ValueError(f"History.best: mode must be 'min' or 'max', got {mode!r}")
         vals = self[key]
         if not vals:
             raise KeyError(f"History.best: no metric {key!r}; have {self.keys()}")
@@ -76,6 +78,11 @@ class EarlyStopping(Callback):
     def __init__(self, monitor="val_loss", patience=5, mode="min", min_delta=0.0):
         if mode not in ("min", "max"):
             raise ValueError(f"EarlyStopping: mode must be 'min' or 'max', got {mode!r}")
+        if isinstance(patience, bool) or not isinstance(patience, (int, np.integer)) \
+                or patience < 0:
+            raise ValueError(f"EarlyStopping: patience must be an integer >= 0, got {patience!r}")
+        if not min_delta >= 0:
+            raise ValueError(f"EarlyStopping: min_delta must be >= 0, got {min_delta}")
         self.monitor, self.patience, self.mode, self.min_delta = monitor, patience, mode, min_delta
         self.best, self.wait, self.stopped_epoch = None, 0, None
 
@@ -109,8 +116,34 @@ def _accuracy_count(out: Tensor, y) -> int | None:
     return None
 
 
+def _check_common(op: str, model, loss_fn, loaders) -> None:
+    """What fit and evaluate share: a callable model and loss, loaders that are iterables
+    (and, when they know their length, not empty)."""
+    if not callable(model):
+        raise TypeError(f"{op}: model must be a Module (callable), got {type(model).__name__}")
+    if not callable(loss_fn):
+        raise TypeError(f"{op}: loss_fn must be a function (output, target) -> loss, got "
+                        f"{type(loss_fn).__name__}")
+    for what, loader in loaders:
+        if not hasattr(loader, "__iter__"):
+            raise TypeError(f"{op}: the {what} loader must be an iterable of (x, y) batches "
+                            f"(e.g. a DataLoader), got {type(loader).__name__}")
+        if hasattr(loader, "__len__") and len(loader) == 0:
+            raise ValueError(_no_batches(op, what))
+
+
+def _no_batches(op: str, what: str) -> str:
+    return (f"{op}: the {what} loader yielded no batches; its dataset is empty, or drop_last "
+            "drops its only (partial) batch")
+
+
 def evaluate(model, loss_fn, loader) -> dict:
     """Mean loss (and accuracy for integer targets) over ``loader`` in eval mode, without grad."""
+    _check_common("evaluate", model, loss_fn, [("evaluation", loader)])
+    return _evaluate(model, loss_fn, loader, "evaluate", "evaluation")
+
+
+def _evaluate(model, loss_fn, loader, op: str, what: str) -> dict:
     was_training = getattr(model, "training", False)
     model.eval()
     total, n, correct = 0.0, 0, 0
@@ -125,8 +158,10 @@ def evaluate(model, loss_fn, loader) -> dict:
             has_acc = has_acc and c is not None
             correct += c or 0
     model.train(was_training)
-    logs = {"loss": total / max(n, 1)}
-    if has_acc and n:
+    if n == 0:
+        raise ValueError(_no_batches(op, what))
+    logs = {"loss": total / n}
+    if has_acc:
         logs["accuracy"] = correct / n
     return logs
 
@@ -171,8 +206,29 @@ def fit(model, loss_fn, optimizer, train, val=None, epochs: int = 1, callbacks=(
     ``EarlyStopping``), and a checkpoint in ``checkpoint_dir``.  NaN/Inf in an input batch or
     in the loss stops training with a message naming the epoch and step.
     Returns the ``History`` of per-epoch metrics ('loss', 'accuracy', 'val_loss', ...)."""
-    if epochs < 0:
-        raise ValueError(f"fit: epochs must be >= 0, got {epochs}")
+    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
+        raise ValueError(f"fit: epochs must be an integer >= 0, got {epochs!r}")
+    _check_common("fit", model, loss_fn, [("training", train)] +
+                  ([("validation", val)] if val is not None else []))
+    if not (callable(getattr(optimizer, "step", None))
+            and callable(getattr(optimizer, "zero_grad", None))):
+        raise TypeError(f"fit: optimizer must be an Optimizer (with step and zero_grad), got "
+                        f"{type(optimizer).__name__}")
+    if scheduler is not None and not callable(getattr(scheduler, "step", None)):
+        raise TypeError(f"fit: scheduler must be an LRScheduler (with step), got "
+                        f"{type(scheduler).__name__}")
+    if max_grad_norm is not None and (isinstance(max_grad_norm, bool) or not isinstance(
+            max_grad_norm, (int, float, np.integer, np.floating)) or not max_grad_norm > 0):
+        raise ValueError(f"fit: max_grad_norm must be a number > 0 or None, got "
+                         f"{max_grad_norm!r}")
+    if resume and not checkpoint_dir:
+        raise ValueError("fit: resume=True needs the checkpoint_dir to resume from")
+    callbacks = list(callbacks)
+    for i, cb in enumerate(callbacks):
+        if not all(callable(getattr(cb, hook, None))
+                   for hook in ("on_train_begin", "on_epoch_end", "on_train_end")):
+            raise TypeError(f"fit: callbacks[{i}] is a {type(cb).__name__}, expected a Callback "
+                            "(on_train_begin, on_epoch_end, on_train_end)")
     history, start = History(), 0
     ckpt = os.path.join(checkpoint_dir, CHECKPOINT_NAME) if checkpoint_dir else None
     if ckpt and resume and os.path.exists(ckpt):
@@ -194,7 +250,8 @@ def fit(model, loss_fn, optimizer, train, val=None, epochs: int = 1, callbacks=(
             if scheduler is not None:
                 scheduler.step()
             if val is not None:
-                logs.update({f"val_{k}": v for k, v in evaluate(model, loss_fn, val).items()})
+                logs.update({f"val_{k}": v for k, v in
+                             _evaluate(model, loss_fn, val, "fit", "validation").items()})
             logs["epoch"] = epoch
             history.append(logs)
             if bar is not None:
@@ -238,7 +295,9 @@ def _train_epoch(model, loss_fn, optimizer, train, epoch, bar, max_grad_norm):
         correct += c or 0
         if bar is not None:
             bar.update(1)
-    logs = {"loss": total / max(n, 1), "time": time.perf_counter() - t0}
-    if has_acc and n:
+    if n == 0:
+        raise ValueError(_no_batches("fit", "training") + f" (epoch {epoch})")
+    logs = {"loss": total / n, "time": time.perf_counter() - t0}
+    if has_acc:
         logs["accuracy"] = correct / n
     return logs
