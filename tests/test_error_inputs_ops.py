@@ -512,3 +512,11 @@ def test_jvp_and_hvp_take_tuples_or_lists():
     value, hv = dc.hvp(lambda a: (a * a * a).sum(), (x,), (dc.ones_like(x),))
     assert hv.shape == (1, 3)
     np.testing.assert_allclose(hv.data, 6 * x.data)
+
+
+def test_python_int_keeps_an_integer_tensor_integer():
+    """torch's rule: int tensor (op) Python int stays int; a Python float gives the default float."""
+    a = dc.tensor(np.array([1, 2], np.int64))
+    assert (a + 1).dtype == np.int64 and (1 - a).dtype == np.int64 and (a * 3).dtype == np.int64
+    np.testing.assert_array_equal((a + 1).data, [2, 3])
+    assert (a * 1.5).dtype == np.float32 and (a / 2).dtype == np.float32

@@ -109,9 +109,13 @@ class Tensor:
                 raise RuntimeError("requires_grad_: only leaf tensors can stop requiring grad; "
                                    "use .detach()")
             return self
-        if flag and self.data.dtype.kind != "f":
+        dtype = self.data.dtype
+        if flag and dtype.char not in ("f", "d"):
+            if dtype.kind == "f":
+                raise TypeError(f"requires_grad_: deepcalc supports float32 and float64; "
+                                f"got {dtype}")
             raise TypeError(f"requires_grad_: only floating-point tensors can require grad, "
-                            f"this one is {self.data.dtype}")
+                            f"this one is {dtype}")
         self.requires_grad = bool(flag)
         if not flag:
             self._node = None

@@ -58,7 +58,8 @@ def to_array(op: str, data, dtype=None) -> np.ndarray:
 
 
 def as_tensor(x, like: Tensor | None = None, op: str = "as_tensor") -> Tensor:
-    """``x`` as a Tensor; Python scalars and lists take ``like``'s float dtype."""
+    """``x`` as a Tensor; Python scalars and lists take ``like``'s float dtype (a Python int next
+    to an integer tensor takes its dtype)."""
     if isinstance(x, Tensor):
         return x
     if isinstance(x, np.ndarray):
@@ -68,6 +69,8 @@ def as_tensor(x, like: Tensor | None = None, op: str = "as_tensor") -> Tensor:
     if isinstance(x, (bool, np.bool_)):
         return wrap(np.asarray(x))
     dtype = like.data.dtype if like is not None and like.data.dtype.kind == "f" else DEFAULT_DTYPE
+    if isinstance(x, int) and like is not None and like.data.dtype.kind in "iu":
+        return wrap(np.asarray(x, dtype=like.data.dtype))   # int tensor + 1 stays int (torch)
     if isinstance(x, (int, float)):
         return wrap(np.asarray(x, dtype=dtype))
     return wrap(to_array(op, x, dtype))
