@@ -7,7 +7,7 @@ from . import _core
 from .autodiff.graph import Tensor, enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .autodiff import engine as _engine
 from .autodiff.engine import grad as autograd_grad
-from .autodiff.transforms import (grad, hessian, hvp, jacfwd, jacobian_logdet, jacrev, jvp,
+from .func.transforms import (grad, hessian, hvp, jacfwd, jacobian_logdet, jacrev, jvp,
                                   value_and_grad, vjp)
 from .creation import (arange, eye, full, manual_seed, ones, ones_like, rand, randn, tensor,
                        zeros, zeros_like)

@@ -6,7 +6,7 @@ import numpy as np
 
 from .autodiff.graph import Tensor, no_grad, wrap
 from .autodiff.pytree import flatten
-from .autodiff.transforms import jacfwd, jacrev, vjp
+from .func.transforms import jacfwd, jacrev, vjp
 
 
 class GradcheckError(AssertionError):

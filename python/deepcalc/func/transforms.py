@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import engine
-from .graph import (STATE, Tensor, apply, enable_grad, new_level, node_of, transform_scope,
-                    wrap)
-from .pytree import flatten
+from ..autodiff import engine
+from ..autodiff.graph import (STATE, Tensor, apply, enable_grad, new_level, node_of,
+                              transform_scope, wrap)
+from ..autodiff.pytree import flatten
+from ..ops.linalg import slogdet
+from ..ops.shape import alias, reshape, stack
 
 
 def _check_tensor(op, x, what="argument"):
@@ -79,25 +81,11 @@ def _watch(x: Tensor) -> Tensor:
     differentiated by an enclosing transform, a fresh leaf otherwise.  Forward-mode tangents of
     ``x`` carry over."""
     if x.requires_grad and STATE.grad_enabled:
-        return apply(_alias(), (x,), {"shape": x.shape})
+        return apply(alias, (x,), {"shape": x.shape})
     y = wrap(x.data)
     y.requires_grad = True
     y._fw = dict(x._fw) if x._fw else None
     return y
-
-
-_ALIAS = []
-
-
-def _alias():
-    """The identity primitive used for aliases (a reshape to the same shape, named 'alias')."""
-    if not _ALIAS:
-        from ..ops.shape import Reshape
-
-        class Alias(Reshape):
-            name = "alias"
-        _ALIAS.append(Alias())
-    return _ALIAS[0]
 
 
 def _argnums_tuple(argnums, nargs, op):
@@ -317,7 +305,6 @@ def jacrev(f, argnums=0, chunk_size=None, has_aux=False):
     at a time (no vmap), so peak memory is that of one VJP plus the Jacobian itself."""
     _check_chunk("jacrev", chunk_size)
     _check_callable("jacrev", f)
-    from ..ops.shape import reshape, stack
 
     def wrapper(*args):
         nums = _argnums_tuple(argnums, len(args), "jacrev")
@@ -362,7 +349,6 @@ def jacfwd(f, argnums=0, chunk_size=None):
     """Jacobian by forward mode: one JVP per input element (shape ``out.shape + in.shape``)."""
     _check_chunk("jacfwd", chunk_size)
     _check_callable("jacfwd", f)
-    from ..ops.shape import reshape, stack
 
     def wrapper(*args):
         nums = _argnums_tuple(argnums, len(args), "jacfwd")
@@ -422,8 +408,6 @@ def hvp(f, primals, tangents):
 def jacobian_logdet(f, x):
     """``(sign, log|det J|)`` of the square Jacobian of ``f`` at ``x`` (``f(x).size == x.size``):
     how much ``f`` expands volume near ``x``.  ``log|det J|`` is differentiable."""
-    from ..ops.linalg import slogdet
-    from ..ops.shape import reshape
     _check_callable("jacobian_logdet", f)
     _check_tensor("jacobian_logdet", x)
     J = jacrev(f)(x)
