@@ -10,7 +10,8 @@ from heapq import heapify, heappop, heappush
 
 import numpy as np
 
-from .graph import _RELEASED_MSG, STATE, AccumulateGrad, OutputSlot, Tensor, node_of, wrap
+from .graph import (_RELEASED_MSG, STATE, AccumulateGrad, MultiNode, OutputSlot, Tensor,
+                    node_of, wrap)
 
 
 def _seq_order(roots):
@@ -95,15 +96,13 @@ def run_backward(outputs, grad_outputs, inputs=None, retain_graph=False, create_
             if t.requires_grad:
                 targets.setdefault(node_of(t), []).append(i)
     order = _seq_order(roots) if targets is None else _useful(_seq_order(roots), targets)
-    pass_ = _Pass(grads, targets, results, plain=not create_graph and not STATE.fw_levels,
-                  retain_graph=retain_graph)
-    if pass_.plain and targets is None:
-        # memory owners of the caller's gradients: a .grad must never alias them (see _own)
-        pass_.claimed = {id(_root(g.data)) for g in grad_outputs}
+    plain = not create_graph and not STATE.fw_levels
+    # memory owners of the caller's gradients: a .grad must never alias them (see _own)
+    claimed = {id(_root(g.data)) for g in grad_outputs} if plain and targets is None else None
     prev_mode = STATE.grad_enabled
     STATE.grad_enabled = create_graph
     try:
-        pass_.run(order)
+        _propagate(order, grads, targets, results, plain, claimed, retain_graph)
     finally:
         STATE.grad_enabled = prev_mode
     if inputs is not None and not allow_unused:
@@ -114,77 +113,66 @@ def run_backward(outputs, grad_outputs, inputs=None, retain_graph=False, create_
     return results
 
 
-class _Pass:
-    """One backward pass: the pending gradient of each node (a list, one per output, for a
-    multi-output node), and where finished gradients go (``.grad`` or ``results``)."""
-
-    def __init__(self, grads, targets, results, plain, retain_graph):
-        self.grads = grads
-        self.targets = targets
-        self.results = results
-        self.plain = plain          # nothing records: gradients may be summed in place
-        self.retain_graph = retain_graph
-        self.claimed = None
-        # nodes whose pending gradient is a sum this pass allocated and nobody else has seen
-        self.owned = set()
-
-    def run(self, order):
-        pop, targets = self.grads.pop, self.targets
-        for node in order:
-            g = pop(node, None)
-            if g is None:
-                continue
-            if node.retained is not None:
-                t = node.retained()
-                if t is not None:
-                    _accumulate_grad(t, g, self.plain, self.claimed)
-            if targets is not None:
-                for i in targets.get(node, ()):
-                    self.results[i] = g
-            kind = type(node)
-            if kind is AccumulateGrad:
-                if targets is None:
-                    leaf = node.leaf()
-                    if leaf is not None:
-                        _accumulate_grad(leaf, g, self.plain, self.claimed)
-            elif kind is OutputSlot:
-                parent = node.node
-                pending = self.grads.get(parent)
-                if pending is None:
-                    pending = self.grads[parent] = [None] * len(parent.slots)
-                pending[node.index] = g
-            else:
-                self.run_rule(node, g)
-
-    def run_rule(self, node, g):
-        """The node's VJP rule, then its input gradients summed into their nodes' pending ones."""
+def _propagate(order, grads, targets, results, plain, claimed, retain_graph):
+    """Visit ``order``: each node's pending gradient (a list, one per output, for a multi-output
+    node) goes to its leaf's ``.grad`` or ``results``, or through its VJP rule into the pending
+    gradients of its inputs' nodes.  ``plain``: nothing records, sums may be made in place."""
+    pop, get = grads.pop, grads.get
+    owned = set()  # nodes whose pending gradient is a sum this pass made and nobody else has seen
+    for node in order:
+        g = pop(node, None)
+        if g is None:
+            continue
+        if node.retained is not None:
+            t = node.retained()
+            if t is not None:
+                _accumulate_grad(t, g, plain, claimed)
+        if targets is not None:
+            for i in targets.get(node, ()):
+                results[i] = g
+        kind = type(node)
+        if kind is AccumulateGrad:
+            if targets is None:
+                leaf = node.leaf()
+                if leaf is not None:
+                    _accumulate_grad(leaf, g, plain, claimed)
+            continue
+        if kind is OutputSlot:
+            parent = node.node
+            pending = get(parent)
+            if pending is None:
+                pending = grads[parent] = [None] * len(parent.slots)
+            pending[node.index] = g
+            continue
         prim, inputs = node.prim, node.inputs
         if inputs is None:
             raise RuntimeError(_RELEASED_MSG.format(prim.name))
-        in_grads = prim.vjp(node, *g) if node.slots is not None else prim.vjp(node, g)
+        in_grads = prim.vjp(node, *g) if kind is MultiNode else prim.vjp(node, g)
         if len(in_grads) != len(inputs):
             raise RuntimeError(f"{prim.name}: VJP rule returned {len(in_grads)} gradients for "
                                f"{len(inputs)} inputs")
-        grads, owned = self.grads, self.owned
         for inp, nxt, gi in zip(inputs, node.next, in_grads):
             if nxt is None or gi is None:
                 continue
             d, x = gi.data, inp.data
-            if d.shape != x.shape or d.dtype != x.dtype:
-                raise RuntimeError(f"{prim.name}: VJP rule returned a gradient of shape {d.shape} "
-                                   f"and dtype {d.dtype} for an input of shape {x.shape} and "
-                                   f"dtype {x.dtype}")
-            prev = grads.get(nxt)
+            if d.shape != x.shape or (d.dtype is not x.dtype and d.dtype != x.dtype):
+                _bad_gradient(prim, d, x)
+            prev = get(nxt)
             if prev is None:
                 grads[nxt] = gi
             elif nxt in owned:
                 np.add(prev.data, d, out=prev.data)
             else:
-                grads[nxt] = _sum(prev, gi, self.plain)
-                if self.plain:
+                grads[nxt] = _sum(prev, gi, plain)
+                if plain:
                     owned.add(nxt)
-        if not self.retain_graph:  # free what the rule needed
+        if not retain_graph:  # free what the rule needed
             node.inputs = node.saved = node.out_data = node.out_fw = None
+
+
+def _bad_gradient(prim, d, x):
+    raise RuntimeError(f"{prim.name}: VJP rule returned a gradient of shape {d.shape} and dtype "
+                       f"{d.dtype} for an input of shape {x.shape} and dtype {x.dtype}")
 
 
 def backward(tensor: Tensor, grad=None, retain_graph=None, create_graph=False, inputs=None):

@@ -90,7 +90,7 @@ class Tensor:
     @property
     def grad_fn(self):
         node = self._node
-        if isinstance(node, OutputSlot):
+        if type(node) is OutputSlot:
             return node.node
         return node if isinstance(node, Node) else None
 
@@ -214,26 +214,18 @@ class AccumulateGrad:
 
 
 class Node:
-    """One recorded primitive application: what the VJP rule needs to run later.
-
-    A single-output node is its output's graph node; a node of a multi-output primitive has one
-    ``OutputSlot`` per differentiable output (``slots``), and the engine hands its VJP rule one
-    cotangent per output (None where nothing flowed back)."""
+    """One recorded primitive application: what the VJP rule needs to run later."""
 
     __slots__ = ("prim", "inputs", "params", "saved", "out_data", "out_fw", "next", "retained",
-                 "seq", "slots", "__weakref__")
+                 "seq", "__weakref__")
 
     def __init__(self, prim, inputs, params, saved, out):
         self.prim = prim
         self.inputs = inputs
         self.params = params
         self.saved = saved
-        if type(out) is tuple:  # multi-output: arrays and tangent dicts per output
-            self.out_data = tuple(o.data for o in out)
-            self.out_fw = tuple(o._fw for o in out)
-        else:
-            self.out_data = out.data
-            self.out_fw = out._fw
+        self.out_data = out.data
+        self.out_fw = out._fw
         nxt = []
         for t in inputs:
             if t.requires_grad:
@@ -243,7 +235,6 @@ class Node:
                 nxt.append(None)
         self.next = nxt
         self.retained = None
-        self.slots = None
         self.seq = next(_SEQ)  # after the input nodes (see _SEQ)
 
     @property
@@ -253,18 +244,39 @@ class Node:
         stay differentiable."""
         if self.out_data is None:
             raise RuntimeError(_RELEASED_MSG.format(self.prim.name))
-        if self.slots is not None:
-            raise TypeError(f"{self.prim.name} has several outputs: use ctx.outs")
         t = wrap(self.out_data)
         t.requires_grad = True
         t._node = self
         t._fw = self.out_fw
         return t
 
+    def __repr__(self):
+        return f"<{self.prim.name} node>"
+
+
+class MultiNode(Node):
+    """The node of a multi-output primitive: ``out_data`` and ``out_fw`` hold one entry per
+    output, ``slots`` one ``OutputSlot`` per differentiable output (None for the others); the
+    engine hands the VJP rule one cotangent per output (None where nothing flowed back)."""
+
+    __slots__ = ("slots",)
+
+    def __init__(self, prim, inputs, params, saved, outs, diff):
+        Node.__init__(self, prim, inputs, params, saved, outs[0])
+        self.out_data = tuple(o.data for o in outs)
+        self.out_fw = tuple(o._fw for o in outs)
+        slots = [None] * len(outs)
+        for i in diff:
+            slots[i] = OutputSlot(self, i)
+        self.slots = tuple(slots)
+
+    @property
+    def out(self):
+        raise TypeError(f"{self.prim.name} has several outputs: use ctx.outs")
+
     @property
     def outs(self) -> tuple:
-        """The outputs of a multi-output node, rebuilt as ``out`` is (differentiable ones keep
-        their slots)."""
+        """The outputs, rebuilt as ``Node.out`` is (differentiable ones keep their slots)."""
         if self.out_data is None:
             raise RuntimeError(_RELEASED_MSG.format(self.prim.name))
         outs = []
@@ -276,9 +288,6 @@ class Node:
                 t._fw = fw
             outs.append(t)
         return tuple(outs)
-
-    def __repr__(self):
-        return f"<{self.prim.name} node>"
 
 
 class OutputSlot:
@@ -362,10 +371,11 @@ def apply(prim, inputs, params=_EMPTY):
     else:
         result = prim.forward(*[t.data for t in inputs])
     saved = None
-    if prim.saves:
-        result, saved = result
-    if prim.multiple_results:
-        return _apply_multi(prim, inputs, params, saved, result)
+    if prim.special:  # saves something for its rules, or has several outputs
+        if prim.saves:
+            result, saved = result
+        if prim.multiple_results:
+            return _apply_multi(prim, inputs, params, saved, result)
     out = wrap(result)
     state = STATE
     fw_active = state.fw_levels
@@ -394,13 +404,10 @@ def _apply_multi(prim, inputs, params, saved, result):
         if fw_active:
             for i in diff:
                 outs[i]._fw = {}
-        node = Node(prim, inputs, params, saved, outs)
-        slots = [None] * len(outs)
+        node = MultiNode(prim, inputs, params, saved, outs, diff)
         for i in diff:
-            slots[i] = OutputSlot(node, i)
             outs[i].requires_grad = True
-            outs[i]._node = slots[i]
-        node.slots = tuple(slots)
+            outs[i]._node = node.slots[i]
     if fw_active:
         _push_tangents(prim, inputs, params, saved, outs)
     return outs
@@ -476,8 +483,11 @@ class Primitive:
     multiple_results = False
     differentiable_outputs = None
 
+    special = False   # saves or multiple_results: the one flag apply's common path reads
+
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
+        cls.special = bool(cls.saves or cls.multiple_results)
         REGISTRY[f"{cls.__module__}.{cls.__qualname__}"] = cls
 
     def forward(self, *arrays, **params):
