@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _core, ops
+from .. import ops
 from ..autodiff.graph import Tensor, in_transform, wrap
 from ..creation import default_generator
 from ..ops import gelu, log_softmax, relu, sigmoid, softmax, tanh  # noqa: F401  (re-exported)
 from ..ops._convert import as_tensor
 from ..ops.linear import linear_act
-from ..ops.norm import batch_norm_train, layer_norm as _layer_norm
+from ..ops.norm import batch_norm_train, layer_norm as _layer_norm, update_running_stats
 from . import _checks
 
 __all__ = ["ACTIVATIONS", "activation_fn", "linear", "relu", "tanh", "sigmoid", "gelu", "softmax",
@@ -254,8 +254,8 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None,
         y, mu, invstd = batch_norm_train(x, weight, bias, eps)
         if running_mean is not None and not in_transform():
             _check_probability("batch_norm", "momentum", momentum)
-            _core.batchnorm_update_running(running_mean.data, running_var.data, mu, invstd, m,
-                                           float(momentum), float(eps))
+            update_running_stats(running_mean.data, running_var.data, mu, invstd, m, momentum,
+                                 eps)
         return y
     # eval: an affine map with constant scale and shift per channel
     shape = (c,) if x.ndim == 2 else (1, c, 1)

@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from .. import _core
+from ..ops import erf
 from . import _checks
 from . import functional as F
 from . import init as winit
@@ -37,7 +37,7 @@ def _act_and_derivative(name, z):
         a = 1 / (1 + np.exp(-z))
         return a, a * (1 - a)
     if name == "gelu":
-        cdf = 0.5 * (1 + _core.erf(np.ascontiguousarray(z / math.sqrt(2))))
+        cdf = 0.5 * (1 + erf(z / math.sqrt(2)).data)
         return z * cdf, cdf + z * np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
     raise ValueError(f"unknown activation {name!r}")
 

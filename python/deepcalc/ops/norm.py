@@ -157,6 +157,14 @@ def batch_norm_train(x, weight, bias, eps):
     return y, stats["mean"], stats["invstd"]
 
 
+def update_running_stats(running_mean, running_var, mean, invstd, m, momentum, eps):
+    """In place, torch's rule (in double): running_mean <- (1 - momentum) running_mean +
+    momentum mean, running_var <- (1 - momentum) running_var + momentum * unbiased variance,
+    the variance recovered from invstd over m values; NaN statistics propagate."""
+    _core.batchnorm_update_running(running_mean, running_var, mean, invstd, m, float(momentum),
+                                   float(eps))
+
+
 def layer_norm(x, weight, bias, eps):
     inputs = (x,) if weight is None else (x, weight, bias)
     return apply(_layer_norm, inputs, {"eps": float(eps)})
