@@ -20,10 +20,10 @@ _dgelu = Gelu()._dgelu
 
 def act_derivative_times(name, t, z_fn, y):
     """act'(z) * t as differentiable ops; y = act(z); z_fn() builds z when it is needed."""
-    if name == "none":
-        return t
     if t.shape != y.shape:  # e.g. a bias tangent (OUT,) against y (N, OUT)
         t = broadcast_to(t, y.shape)
+    if name == "none":
+        return t
     if name == "relu":
         return apply(_relu_backward, (t,), {"x": y.data})  # y > 0 exactly where z > 0
     if name == "tanh":
