@@ -1,11 +1,11 @@
 """Adam and AdamW (torch.optim semantics, amsgrad included), stepping each parameter with the
-fused native kernel ``_core.adam_step``; AdamW is Adam with decoupled weight decay."""
+fused native kernel ``ops.optim_step.adam_step``; AdamW is Adam with decoupled weight decay."""
 from __future__ import annotations
 
 import numpy as np
 
-from .. import _core
 from ..autodiff.graph import no_grad
+from ..ops.optim_step import adam_step
 from ..nn._checks import real
 from .optimizer import Optimizer, check_float, grad_array, inplace_view, nonnegative
 
@@ -49,11 +49,11 @@ class Adam(Optimizer):
                             state["max_exp_avg_sq"] = np.zeros_like(g)
                     state["step"] += 1
                     with inplace_view(p) as data:
-                        _core.adam_step(data, g, state["exp_avg"], state["exp_avg_sq"],
-                                        float(group["lr"]), beta1, beta2, float(group["eps"]),
-                                        float(group["weight_decay"]), int(state["step"]),
-                                        self._decoupled,
-                                        state["max_exp_avg_sq"] if group["amsgrad"] else None)
+                        adam_step(data, g, state["exp_avg"], state["exp_avg_sq"],
+                                  float(group["lr"]), beta1, beta2, float(group["eps"]),
+                                  float(group["weight_decay"]), int(state["step"]),
+                                  self._decoupled,
+                                  state["max_exp_avg_sq"] if group["amsgrad"] else None)
         return None
 
 

@@ -1,11 +1,11 @@
 """SGD with momentum, dampening, weight decay and Nesterov momentum (torch.optim.SGD semantics),
-stepping each parameter with the fused native kernel ``_core.sgd_step``."""
+stepping each parameter with the fused native kernel ``ops.optim_step.sgd_step``."""
 from __future__ import annotations
 
 import numpy as np
 
-from .. import _core
 from ..autodiff.graph import no_grad
+from ..ops.optim_step import sgd_step
 from ..nn._checks import real
 from .optimizer import Optimizer, check_float, grad_array, inplace_view, nonnegative
 
@@ -44,8 +44,7 @@ class SGD(Optimizer):
                         if first:  # the kernel copies g into it on the first step
                             buf = state["momentum_buffer"] = np.empty_like(g)
                     with inplace_view(p) as data:
-                        _core.sgd_step(data, g, buf,
-                                       float(group["lr"]), momentum, float(group["dampening"]),
-                                       float(group["weight_decay"]), bool(group["nesterov"]),
-                                       first)
+                        sgd_step(data, g, buf, float(group["lr"]), momentum,
+                                 float(group["dampening"]), float(group["weight_decay"]),
+                                 bool(group["nesterov"]), first)
         return None
