@@ -1,6 +1,8 @@
 """Type stub for deepcalc._core, the native kernels (cpp/bindings/).  Every function validates
-its arguments (dtype float32/float64, never mixed; shapes; C-contiguity or row-major layout),
-raises TypeError/ValueError naming the op and the shapes otherwise, and releases the GIL."""
+its arguments (dtype float32/float64, never mixed; shapes; C-contiguity or row-major layout; an
+output or in-place state never overlapping another argument), raises TypeError/ValueError naming
+the op and the shapes otherwise, and releases the GIL.  Empty inputs give empty results (NumPy's
+shapes); NaN and +-inf propagate on every CPU path exactly as through the scalar reference."""
 from __future__ import annotations
 
 import numpy as np
@@ -20,8 +22,9 @@ def host_cache_stats() -> dict[str, int]: ...
 # --- GEMM (cpp/gemm) -----------------------------------------------------------------------
 def gemm(a: np.ndarray, b: np.ndarray, trans_a: bool = False, trans_b: bool = False,
          alpha: float = 1.0, beta: float = 0.0, out: np.ndarray | None = None) -> np.ndarray:
-    """alpha * op(a) @ op(b) + beta * out; 2-D or 3-D (batched; a 2-D operand broadcasts);
-    operands row-major with unit stride in the last axis."""
+    """alpha * op(a) @ op(b) + beta * out; 2-D or 3-D (batched; a 2-D operand or a batch of 1
+    broadcasts, 1 with 0 gives 0); operands row-major with unit stride in the last axis; beta == 0
+    does not read out."""
 def linear_forward(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None = None,
                    activation: str = "none", save_preactivation: bool = False
                    ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -31,7 +34,8 @@ def linear_backward(dy: np.ndarray, x: np.ndarray, w: np.ndarray, saved: np.ndar
                     need_db: bool = True
                     ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
     """(dx, dw, db); saved is the output y for relu/tanh/sigmoid, the preactivation for gelu."""
-def activation_backward(dy: np.ndarray, saved: np.ndarray | None, activation: str) -> np.ndarray: ...
+def activation_backward(dy: np.ndarray, saved: np.ndarray | None, activation: str) -> np.ndarray:
+    """dy * act'(saved); relu'(y) = [y > 0], NaN for NaN y (so NaN in dy or saved gives NaN)."""
 
 # --- softmax (cpp/softmax), special functions (cpp/special) ----------------------------------
 def softmax_forward(x: np.ndarray, log: bool = False) -> np.ndarray: ...
@@ -52,7 +56,8 @@ def batchnorm_backward(dy: np.ndarray, x: np.ndarray, mean: np.ndarray, invstd: 
                        ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]: ...
 def layernorm_forward(x: np.ndarray, gamma: np.ndarray | None, beta: np.ndarray | None,
                       eps: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(y, mean, invstd) normalizing over the last axis; mean/invstd shaped x.shape[:-1]."""
+    """(y, mean, invstd) normalizing over the last axis; mean/invstd shaped x.shape[:-1]
+    (a last axis of size 0 gives mean 0 and invstd NaN, as torch)."""
 def layernorm_backward(dy: np.ndarray, x: np.ndarray, mean: np.ndarray, invstd: np.ndarray,
                        gamma: np.ndarray | None
                        ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]: ...
