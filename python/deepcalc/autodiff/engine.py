@@ -30,14 +30,16 @@ def _seq_order(roots):
 
 
 def _useful(order, targets):
-    """The nodes of ``order`` with a path to some target, in the same order: only their rules
-    need to run.  A node's inputs come after it in ``order``, so a reverse walk sees them first."""
+    """The nodes of ``order`` with a path to a target, in the same order, and that set (the
+    targets (a node's inputs come after it in ``order``, so a reverse walk sees them first).  A
+    target with no other target upstream stops the walk: its rule does not run (and its saved
+    tensors are not freed), as the graph beyond it may belong to an enclosing computation."""
     order = list(order)
-    useful = set()
+    reaches = set()   # nodes with a path to some target (targets included)
     for node in reversed(order):
-        if node in targets or any(n is not None and n in useful for n in node.next):
-            useful.add(node)
-    return [n for n in order if n in useful]
+        if node in targets or any(n is not None and n in reaches for n in node.next):
+            reaches.add(node)
+    return [n for n in order if n in reaches], reaches
 
 
 def _root(arr):
@@ -95,14 +97,15 @@ def run_backward(outputs, grad_outputs, inputs=None, retain_graph=False, create_
         for i, t in enumerate(inputs):
             if t.requires_grad:
                 targets.setdefault(node_of(t), []).append(i)
-    order = _seq_order(roots) if targets is None else _useful(_seq_order(roots), targets)
+    order, reaches = (_seq_order(roots), None) if targets is None else \
+        _useful(_seq_order(roots), targets)
     plain = not create_graph and not STATE.fw_levels
     # memory owners of the caller's gradients: a .grad must never alias them (see _own)
     claimed = {id(_root(g.data)) for g in grad_outputs} if plain and targets is None else None
     prev_mode = STATE.grad_enabled
     STATE.grad_enabled = create_graph
     try:
-        _propagate(order, grads, targets, results, plain, claimed, retain_graph)
+        _propagate(order, grads, targets, reaches, results, plain, claimed, retain_graph)
     finally:
         STATE.grad_enabled = prev_mode
     if inputs is not None and not allow_unused:
@@ -113,7 +116,7 @@ def run_backward(outputs, grad_outputs, inputs=None, retain_graph=False, create_
     return results
 
 
-def _propagate(order, grads, targets, results, plain, claimed, retain_graph):
+def _propagate(order, grads, targets, reaches, results, plain, claimed, retain_graph):
     """Visit ``order``: each node's pending gradient (a list, one per output, for a multi-output
     node) goes to its leaf's ``.grad`` or ``results``, or through its VJP rule into the pending
     gradients of its inputs' nodes.  ``plain``: nothing records, sums may be made in place."""
@@ -128,8 +131,12 @@ def _propagate(order, grads, targets, results, plain, claimed, retain_graph):
             if t is not None:
                 _accumulate_grad(t, g, plain, claimed)
         if targets is not None:
-            for i in targets.get(node, ()):
-                results[i] = g
+            hit = targets.get(node)
+            if hit is not None:
+                for i in hit:
+                    results[i] = g
+                if not any(n is not None and n in reaches for n in node.next):
+                    continue  # nothing wanted lies upstream: leave the graph beyond it alone
         kind = type(node)
         if kind is AccumulateGrad:
             if targets is None:

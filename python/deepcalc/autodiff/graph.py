@@ -503,6 +503,36 @@ class Primitive:
         return apply(self, inputs, params)
 
 
+class Alias(Primitive):
+    """The identity, recorded: a transform (or a composite rule) differentiates with respect to
+    an alias of each input so that only paths through that alias count."""
+    name = "alias"
+
+    def forward(self, x):
+        return x.view()
+
+    def vjp(self, ctx, g):
+        return (g,)
+
+    def jvp(self, ctx, t):
+        return t
+
+
+alias = Alias()
+
+
+def watch(x: Tensor) -> Tensor:
+    """An alias of ``x`` that requires grad: connected to ``x`` when reverse mode records and
+    ``x`` requires grad (so gradients taken at the alias are differentiable in ``x``), a fresh
+    leaf otherwise.  Forward-mode tangents of ``x`` carry over."""
+    if x.requires_grad and STATE.grad_enabled:
+        return apply(alias, (x,))
+    y = wrap(x.data)
+    y.requires_grad = True
+    y._fw = dict(x._fw) if x._fw else None
+    return y
+
+
 def needs_graph(*tensors) -> bool:
     """True when ops on ``tensors`` would be recorded (reverse or forward mode), i.e. when a
     rule must use differentiable ops instead of a fused kernel that returns plain arrays."""

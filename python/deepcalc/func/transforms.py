@@ -15,10 +15,10 @@ import numpy as np
 
 from ..autodiff import engine
 from ..autodiff.graph import (STATE, Tensor, apply, enable_grad, new_level, node_of,
-                              transform_scope, wrap)
+                              transform_scope, watch, wrap)
 from ..autodiff.pytree import flatten
 from ..ops.linalg import slogdet
-from ..ops.shape import alias, reshape, stack
+from ..ops.shape import reshape, stack
 
 
 def _check_tensor(op, x, what="argument"):
@@ -76,18 +76,6 @@ def _check_tuple(op, what, v):
     return tuple(v)
 
 
-def _watch(x: Tensor) -> Tensor:
-    """An alias of ``x`` that requires grad: connected to ``x`` when ``x`` is itself being
-    differentiated by an enclosing transform, a fresh leaf otherwise.  Forward-mode tangents of
-    ``x`` carry over."""
-    if x.requires_grad and STATE.grad_enabled:
-        return apply(alias, (x,), {"shape": x.shape})
-    y = wrap(x.data)
-    y.requires_grad = True
-    y._fw = dict(x._fw) if x._fw else None
-    return y
-
-
 def _argnums_tuple(argnums, nargs, op):
     """``argnums`` (an int or a non-empty tuple of distinct ints) as non-negative ints."""
     nums = (argnums,) if isinstance(argnums, int) else argnums
@@ -114,7 +102,7 @@ def _prepare(op, args, argnums):
         leaves, rebuild = flatten(args[a])
         for x in leaves:
             _check_tensor(op, x)
-        ws = [_watch(x) for x in leaves]
+        ws = [watch(x) for x in leaves]
         args[a] = rebuild(ws)
         watched.append(ws)
         structs.append(rebuild)

@@ -254,8 +254,8 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None,
         y, mu, invstd = batch_norm_train(x, weight, bias, eps)
         if running_mean is not None and not in_transform():
             _check_probability("batch_norm", "momentum", momentum)
-            update_running_stats(running_mean.data, running_var.data, mu, invstd, m, momentum,
-                                 eps)
+            update_running_stats(running_mean.data, running_var.data, mu.data, invstd.data, m,
+                                 momentum, eps)
         return y
     # eval: an affine map with constant scale and shift per channel
     shape = (c,) if x.ndim == 2 else (1, c, 1)

@@ -1,5 +1,5 @@
-"""Batch and layer normalization primitives: fused native forward and first-order backward
-(cpp/norm), with the same equations as deepcalc ops for higher order and forward mode.
+"""Batch and layer normalization: a forward primitive with outputs (y, mean, invstd) and a
+backward primitive with outputs (dx, dgamma, dbeta), both fused native kernels (cpp/norm).
 
 With x_hat = (x - mean) * invstd, invstd = 1 / sqrt(var + eps) (biased variance over the
 M values that share a statistic), y = gamma * x_hat + beta:
@@ -9,87 +9,83 @@ M values that share a statistic), y = gamma * x_hat + beta:
     tangent of x_hat: invstd * (tx - mean(tx)) - x_hat * mean(x_hat * tx) * invstd
 
 BatchNorm reduces over the batch (and length) axes per channel; LayerNorm over the last axis
-per row.  In the differentiable path mean and invstd are recomputed from x with deepcalc ops,
-so every derivative of any order goes through the batch statistics.
+per row.  The forward's VJP runs the backward kernel (at every order: under ``create_graph``,
+``hvp`` and ``jvp`` too); the backward primitive's own rules (the next order) and the forward's
+JVP are the equations above as deepcalc ops, with mean and invstd recomputed from x so every
+derivative goes through the statistics.  mean and invstd are outputs the backward kernel reuses;
+autodiff does not follow them (they are constants of the graph, as in torch).
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .. import _core
-from ..autodiff.graph import Primitive, apply, needs_graph, wrap
-from .reduce import mean, sum
+from ..autodiff.composite import composite_jvp, composite_vjp
+from ..autodiff.graph import Primitive, apply
 from .elementwise import sqrt
+from .reduce import mean, sum
 from .shape import broadcast_to, reshape
 
 
-def _contiguous_params(params):
-    """(gamma, beta) as the kernels take them: C-contiguous (a strided view is copied), or
-    (None, None) without an affine map."""
-    if not params:
-        return None, None
-    return tuple(p if p.flags.c_contiguous else np.ascontiguousarray(p) for p in params)
+def _contiguous(a):
+    return a if a is None or a.flags.c_contiguous else np.ascontiguousarray(a)
 
 
-class _Norm(Primitive):
-    """Shared rules; subclasses define the reduction axes, parameter shape and kernels."""
-    saves = True
+class _Layout:
+    """Where the statistics live: the axes reduced for mean/invstd and for gamma/beta's
+    gradients, and the shape gamma takes to broadcast against x."""
+
+    def __init__(self, batch: bool):
+        self.batch = batch
 
     def axes(self, x):
-        raise NotImplementedError
+        if self.batch:
+            return (0,) if x.ndim == 2 else (0, 2)
+        return (x.ndim - 1,)
+
+    def param_axes(self, x):
+        return self.axes(x) if self.batch else tuple(range(x.ndim - 1))
 
     def param_shape(self, x):
-        raise NotImplementedError
+        if self.batch:
+            return (x.shape[1],) if x.ndim == 2 else (1, x.shape[1], 1)
+        return (x.shape[-1],)
 
-    def _stats(self, x, eps):
+    def stats(self, x, eps):
         """(x_hat, invstd) as differentiable ops of x."""
         axes = self.axes(x)
-        mu = mean(x, axes, keepdims=True)
-        d = x - mu
+        d = x - mean(x, axes, keepdims=True)
         invstd = 1 / sqrt(mean(d * d, axes, keepdims=True) + eps)
         return d * invstd, invstd
 
-    def _gamma(self, ctx):
-        if len(ctx.inputs) == 1:
-            return None
-        return reshape(ctx.inputs[1], self.param_shape(ctx.inputs[0]))
 
-    def vjp(self, ctx, g):
-        x = ctx.inputs[0]
-        affine = len(ctx.inputs) == 3
-        if not needs_graph(g, *ctx.inputs):
-            mu, invstd = ctx.saved
-            dx, dgamma, dbeta = self.kernel_backward(
-                np.ascontiguousarray(g.data), x.data, mu, invstd,
-                np.ascontiguousarray(ctx.inputs[1].data) if affine else None)
-            return (wrap(dx),) + ((wrap(dgamma), wrap(dbeta)) if affine else ())
-        axes = self.axes(x)
-        x_hat, invstd = self._stats(x, ctx.params["eps"])
-        gamma = self._gamma(ctx)
-        gx = g * gamma if gamma is not None else g
-        dx = invstd * (gx - mean(gx, axes, keepdims=True)
-                       - x_hat * mean(gx * x_hat, axes, keepdims=True))
-        if not affine:
-            return (dx,)
-        pshape = ctx.inputs[1].shape
-        other = self.param_axes(x)
-        return (dx, reshape(sum(g * x_hat, other), pshape), reshape(sum(g, other), pshape))
+class _NormForward(Primitive):
+    """(x[, gamma, beta]) -> (y, mean, invstd); only y is differentiable."""
+    multiple_results = True
+    differentiable_outputs = (0,)
+
+    def vjp(self, ctx, gy, gmean, ginvstd):
+        _, mu, invstd = ctx.out_data
+        return apply(self.backward, (gy,) + tuple(ctx.inputs[:2]),
+                     {"eps": ctx.params["eps"], "mean": mu, "invstd": invstd})
 
     def jvp(self, ctx, tx, *tparams):
-        x = ctx.inputs[0]
-        axes = self.axes(x)
+        lay, x = self.layout, ctx.inputs[0]
+        x_hat = None
         out = None
         if tx is not None:
-            x_hat, invstd = self._stats(x, ctx.params["eps"])
+            axes = lay.axes(x)
+            x_hat, invstd = lay.stats(x, ctx.params["eps"])
             tc = tx - mean(tx, axes, keepdims=True)
-            t_hat = invstd * (tc - x_hat * mean(x_hat * tc, axes, keepdims=True))
-            gamma = self._gamma(ctx)
-            out = t_hat * gamma if gamma is not None else t_hat
+            out = invstd * (tc - x_hat * mean(x_hat * tc, axes, keepdims=True))
+            if tparams:
+                out = out * reshape(ctx.inputs[1], lay.param_shape(x))
         if tparams:
             tgamma, tbeta = tparams
-            pshape = self.param_shape(x)
+            pshape = lay.param_shape(x)
             if tgamma is not None:
-                x_hat, _ = self._stats(x, ctx.params["eps"])
+                if x_hat is None:
+                    x_hat, _ = lay.stats(x, ctx.params["eps"])
                 term = x_hat * reshape(tgamma, pshape)
                 out = term if out is None else out + term
             if tbeta is not None:
@@ -97,64 +93,89 @@ class _Norm(Primitive):
                 out = term if out is None else out + term
         if out is not None and out.shape != x.shape:  # only tbeta flowed: beta broadcast over x
             out = broadcast_to(out, x.shape)
-        return out
+        return out, None, None
 
 
-class BatchNormTrain(_Norm):
+class _NormBackward(Primitive):
+    """(dy, x[, gamma]) -> (dx[, dgamma, dbeta]), mean and invstd of x as parameters."""
+    multiple_results = True
+
+    def composite(self, eps):
+        """The backward as deepcalc ops of (dy, x[, gamma]): its derivatives are this one's."""
+        lay = self.layout
+
+        def fn(g, x, *gamma):
+            axes = lay.axes(x)
+            x_hat, invstd = lay.stats(x, eps)
+            gx = g * reshape(gamma[0], lay.param_shape(x)) if gamma else g
+            dx = invstd * (gx - mean(gx, axes, keepdims=True)
+                           - x_hat * mean(gx * x_hat, axes, keepdims=True))
+            if not gamma:
+                return dx
+            pshape, other = gamma[0].shape, lay.param_axes(x)
+            return dx, reshape(sum(g * x_hat, other), pshape), reshape(sum(g, other), pshape)
+        return fn
+
+    def vjp(self, ctx, *cotangents):
+        return composite_vjp(self.composite(ctx.params["eps"]), ctx, cotangents)
+
+    def jvp(self, ctx, *tangents):
+        return composite_jvp(self.composite(ctx.params["eps"]), ctx, tangents)
+
+
+class BatchNormTrain(_NormForward):
     """x is (N, C) or (N, C, L); statistics per channel over N (and L)."""
     name = "batch_norm"
-
-    def axes(self, x):
-        return (0,) if x.ndim == 2 else (0, 2)
-
-    def param_axes(self, x):
-        return self.axes(x)
-
-    def param_shape(self, x):
-        return (x.shape[1],) if x.ndim == 2 else (1, x.shape[1], 1)
-
-    def forward(self, x, *params, eps, stats):
-        gamma, beta = _contiguous_params(params)
-        y, mu, invstd = _core.batchnorm_forward_train(np.ascontiguousarray(x), gamma, beta, eps)
-        stats["mean"], stats["invstd"] = mu, invstd
-        return y, (mu, invstd)
-
-    def kernel_backward(self, dy, x, mu, invstd, gamma):
-        return _core.batchnorm_backward(dy, np.ascontiguousarray(x), mu, invstd, gamma)
-
-
-class LayerNorm(_Norm):
-    """Normalizes over the last axis of any-shaped x; gamma/beta have shape (C,)."""
-    name = "layer_norm"
-
-    def axes(self, x):
-        return (x.ndim - 1,)
-
-    def param_axes(self, x):
-        return tuple(range(x.ndim - 1))
-
-    def param_shape(self, x):
-        return (x.shape[-1],)
+    layout = _Layout(batch=True)
 
     def forward(self, x, *params, eps):
-        gamma, beta = _contiguous_params(params)
-        y, mu, invstd = _core.layernorm_forward(np.ascontiguousarray(x), gamma, beta, eps)
-        return y, (mu, invstd)
+        gamma, beta = (_contiguous(p) for p in params) if params else (None, None)
+        return _core.batchnorm_forward_train(np.ascontiguousarray(x), gamma, beta, eps)
 
-    def kernel_backward(self, dy, x, mu, invstd, gamma):
-        return _core.layernorm_backward(dy, np.ascontiguousarray(x), mu, invstd, gamma)
+
+class BatchNormBackward(_NormBackward):
+    name = "batch_norm_backward"
+    layout = _Layout(batch=True)
+
+    def forward(self, dy, x, *gamma, eps, mean, invstd):
+        dx, dgamma, dbeta = _core.batchnorm_backward(
+            np.ascontiguousarray(dy), np.ascontiguousarray(x), mean, invstd,
+            _contiguous(gamma[0]) if gamma else None)
+        return (dx, dgamma, dbeta) if gamma else (dx,)
+
+
+class LayerNorm(_NormForward):
+    """Normalizes over the last axis of any-shaped x; gamma/beta have shape (C,)."""
+    name = "layer_norm"
+    layout = _Layout(batch=False)
+
+    def forward(self, x, *params, eps):
+        gamma, beta = (_contiguous(p) for p in params) if params else (None, None)
+        return _core.layernorm_forward(np.ascontiguousarray(x), gamma, beta, eps)
+
+
+class LayerNormBackward(_NormBackward):
+    name = "layer_norm_backward"
+    layout = _Layout(batch=False)
+
+    def forward(self, dy, x, *gamma, eps, mean, invstd):
+        dx, dgamma, dbeta = _core.layernorm_backward(
+            np.ascontiguousarray(dy), np.ascontiguousarray(x), mean, invstd,
+            _contiguous(gamma[0]) if gamma else None)
+        return (dx, dgamma, dbeta) if gamma else (dx,)
 
 
 _batch_norm_train = BatchNormTrain()
+_batch_norm_train.backward = BatchNormBackward()
 _layer_norm = LayerNorm()
+_layer_norm.backward = LayerNormBackward()
 
 
 def batch_norm_train(x, weight, bias, eps):
-    """Training-mode batch norm; returns (y, mean, invstd) with the batch statistics as arrays."""
-    stats = {}
+    """Training-mode batch norm: Tensors (y, mean, invstd), the statistics per channel (not
+    followed by autodiff)."""
     inputs = (x,) if weight is None else (x, weight, bias)
-    y = apply(_batch_norm_train, inputs, {"eps": float(eps), "stats": stats})
-    return y, stats["mean"], stats["invstd"]
+    return apply(_batch_norm_train, inputs, {"eps": float(eps)})
 
 
 def update_running_stats(running_mean, running_var, mean, invstd, m, momentum, eps):
@@ -166,5 +187,6 @@ def update_running_stats(running_mean, running_var, mean, invstd, m, momentum, e
 
 
 def layer_norm(x, weight, bias, eps):
+    """Layer norm over the last axis: y (the statistics are outputs of the primitive)."""
     inputs = (x,) if weight is None else (x, weight, bias)
-    return apply(_layer_norm, inputs, {"eps": float(eps)})
+    return apply(_layer_norm, inputs, {"eps": float(eps)})[0]

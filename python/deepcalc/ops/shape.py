@@ -87,15 +87,6 @@ class Reshape(Primitive):
         return reshape(t, ctx.params["shape"])
 
 
-class Alias(Reshape):
-    """The identity, recorded: the transforms differentiate with respect to an alias of each
-    input so that only paths through that alias count (a reshape to the same shape)."""
-    name = "alias"
-
-
-alias = Alias()
-
-
 def _resolve_shape(old, shape):
     size = math.prod(old)
     known = math.prod(s for s in shape if s != -1)

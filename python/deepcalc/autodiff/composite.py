@@ -1,0 +1,64 @@
+"""Rules of a primitive taken from a composite of deepcalc ops that computes the same function.
+
+A fused kernel (say BatchNorm's backward) is a primitive whose forward is native; its own
+derivatives, needed only at the next order, can come from the differentiable composite that
+computes the same values: ``composite_vjp`` runs the composite on the node's inputs and
+differentiates it in reverse, ``composite_jvp`` pushes the tangents through it in forward mode
+on a level of its own.  Both are differentiable again (to any order), so the composite costs
+time only where the next order is wanted; the first order always runs the kernel.
+"""
+from __future__ import annotations
+
+from . import engine
+from .graph import STATE, enable_grad, new_level, watch, wrap
+
+
+def _as_tuple(out):
+    return out if type(out) is tuple else (out,)
+
+
+def composite_vjp(fn, ctx, cotangents):
+    """Input gradients of ``fn(*ctx.inputs)`` (a Tensor or a tuple of them, the values of the
+    primitive's outputs) against ``cotangents`` (one per output, None where none flowed).
+    Gradients are taken at aliases of the inputs (``watch``), so only paths through the
+    composite count and the graph the inputs came from is left as it is."""
+    inputs = ctx.inputs
+    recording = STATE.grad_enabled   # an outer pass differentiates these gradients again
+    with enable_grad():
+        watched = [watch(x) if x.requires_grad else x for x in inputs]
+        outs = _as_tuple(fn(*watched))
+    pairs = [(o, c) for o, c in zip(outs, cotangents) if c is not None and o.requires_grad]
+    wanted = [w for w, x in zip(watched, inputs) if x.requires_grad]
+    if not pairs or not wanted:
+        return (None,) * len(inputs)
+    grads = iter(engine.run_backward([o for o, _ in pairs], [c for _, c in pairs], wanted,
+                                     retain_graph=recording, create_graph=recording))
+    return tuple(next(grads) if x.requires_grad else None for x in inputs)
+
+
+def composite_jvp(fn, ctx, tangents):
+    """Output tangents of ``fn(*ctx.inputs)`` along ``tangents`` (one per input, None where an
+    input has none), computed on a forward level of its own (above every active one, so the
+    tangents of enclosing transforms ride along as usual)."""
+    level = new_level()
+    duals = []
+    for x, t in zip(ctx.inputs, tangents):
+        if t is None:
+            duals.append(x)
+            continue
+        d = wrap(x.data)
+        d.requires_grad = x.requires_grad
+        d._node = x._node
+        d._fw = dict(x._fw) if x._fw else {}
+        d._fw[level] = t
+        duals.append(d)
+    STATE.fw_levels.append(level)
+    try:
+        outs = _as_tuple(fn(*duals))
+    finally:
+        STATE.fw_levels.remove(level)
+    result = []
+    for o in outs:
+        fw = o._fw
+        result.append(fw.get(level) if fw else None)
+    return tuple(result)
