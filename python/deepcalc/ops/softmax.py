@@ -1,17 +1,20 @@
-"""softmax and log_softmax over one axis: forward and first-order backward run the fused
-native row kernels (cpp/softmax); when the backward itself must be differentiable (create_graph
-or forward mode) the same formulas run as deepcalc ops.
+"""softmax and log_softmax over one axis: forward and backward are fused native row kernels
+(cpp/softmax), the backward a primitive of its own so that it runs at every order.
 
 softmax:      y = exp(x - logsumexp(x));   dx = y * (g - sum(g * y))
 log_softmax:  y = x - logsumexp(x);        dx = g - exp(y) * sum(g)
+
+The backward's own derivatives (the next order), with s = sum(g * y), p = exp(y), S = sum(g):
+softmax:      d/dg: y * (c - sum(c * y)) (itself);   d/dy: c * (g - s) - sum(c * y) * g
+log_softmax:  d/dg: c - sum(c * p);                  d/dy: -c * p * S
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .. import _core
-from ..autodiff.graph import Primitive, Tensor, apply, needs_graph, wrap
-from ._convert import as_tensor, check_float, normalize_axis
+from ..autodiff.graph import Primitive, Tensor, apply
+from ._convert import as_tensor, check_float, normalize_one_axis
 from .elementwise import exp
 from .reduce import sum
 
@@ -31,24 +34,57 @@ class Softmax(Primitive):
     def __init__(self, log: bool):
         self.log = log
         self.name = "log_softmax" if log else "softmax"
+        self.backward = SoftmaxBackward(log)
 
     def forward(self, x, axis):
         return _unrows(_core.softmax_forward(_rows(x, axis), self.log), axis)
 
     def vjp(self, ctx, g):
-        axis, y = ctx.params["axis"], ctx.out
-        if not needs_graph(g, y):
-            dx = _core.softmax_backward(_rows(y.data, axis), _rows(g.data, axis), self.log)
-            return (wrap(_unrows(dx, axis)),)
-        if self.log:
-            return (g - exp(y) * sum(g, axis, keepdims=True),)
-        return (y * (g - sum(g * y, axis, keepdims=True)),)
+        return (apply(self.backward, (ctx.out, g), ctx.params),)
 
     def jvp(self, ctx, t):
-        axis, y = ctx.params["axis"], ctx.out
+        y = ctx.out
         if self.log:
-            return t - sum(exp(y) * t, axis, keepdims=True)
-        return y * (t - sum(y * t, axis, keepdims=True))
+            return t - sum(exp(y) * t, ctx.params["axis"], keepdims=True)
+        return apply(self.backward, (y, t), ctx.params)  # softmax's Jacobian is symmetric
+
+
+class SoftmaxBackward(Primitive):
+    """(y, g) -> dx for softmax (or log_softmax) output y and output gradient g."""
+
+    def __init__(self, log: bool):
+        self.log = log
+        self.name = "log_softmax_backward" if log else "softmax_backward"
+
+    def forward(self, y, g, axis):
+        return _unrows(_core.softmax_backward(_rows(y, axis), _rows(g, axis), self.log), axis)
+
+    def vjp(self, ctx, c):
+        (y, g), axis = ctx.inputs, ctx.params["axis"]
+        if self.log:
+            p = exp(y)
+            cg = c - sum(c * p, axis, keepdims=True) if g.requires_grad else None
+            cy = -c * p * sum(g, axis, keepdims=True) if y.requires_grad else None
+            return cy, cg
+        cy = None
+        if y.requires_grad:
+            cy = c * (g - sum(g * y, axis, keepdims=True)) - sum(c * y, axis, keepdims=True) * g
+        return cy, (apply(self, (y, c), ctx.params) if g.requires_grad else None)
+
+    def jvp(self, ctx, ty, tg):
+        (y, g), axis = ctx.inputs, ctx.params["axis"]
+        out = None
+        if tg is not None:
+            out = (tg - exp(y) * sum(tg, axis, keepdims=True) if self.log
+                   else apply(self, (y, tg), ctx.params))
+        if ty is not None:
+            if self.log:
+                term = -exp(y) * ty * sum(g, axis, keepdims=True)
+            else:
+                term = ty * (g - sum(g * y, axis, keepdims=True)) - y * sum(g * ty, axis,
+                                                                            keepdims=True)
+            out = term if out is None else out + term
+        return out
 
 
 _softmax = Softmax(log=False)
@@ -60,7 +96,7 @@ def _call(prim, x, axis):
     check_float(prim.name, x)
     if x.ndim == 0:
         raise ValueError(f"{prim.name}: expected a tensor with at least 1 dimension, got a scalar")
-    axis = normalize_axis(prim.name, axis, x.ndim)[0]
+    axis = normalize_one_axis(prim.name, axis, x.ndim)
     return apply(prim, (x,), {"axis": axis})
 
 
