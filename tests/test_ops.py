@@ -15,6 +15,7 @@ from hypothesis import given, settings, strategies as st
 from hypothesis.extra.numpy import mutually_broadcastable_shapes
 
 import deepcalc as dc
+from deepcalc.nn import functional as F
 from deepcalc.testing import gradcheck, gradgradcheck
 
 from conftest import assert_jvp_vjp_consistent, cpu_path_env, make_array, noncontiguous
@@ -41,6 +42,16 @@ def _np_logsumexp(x, axis=None, keepdims=False):
 
 def _np_gelu_tanh(x):
     return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+
+
+_NP_ACT = {"none": lambda z: z, "relu": lambda z: np.maximum(z, 0), "tanh": np.tanh,
+           "sigmoid": lambda z: 1 / (1 + np.exp(-z)),
+           "gelu": lambda z: z * 0.5 * (1 + _erf(z / math.sqrt(2)))}
+
+
+def _np_norm(x, axes, eps=1e-5):
+    mu = x.mean(axis=axes, keepdims=True)
+    return (x - mu) / np.sqrt(((x - mu) ** 2).mean(axis=axes, keepdims=True) + eps)
 
 
 def _clip_input(rng, shape):
@@ -181,7 +192,19 @@ OPS = [
     ("inv_batched", dc.inv, np.linalg.inv, [((2, 3, 3), "spd")]),
     ("slogdet", lambda a: dc.slogdet(a)[1], lambda a: np.linalg.slogdet(a)[1], [((3, 3), "spd")]),
     ("slogdet_batched", lambda a: dc.slogdet(a)[1], lambda a: np.linalg.slogdet(a)[1],
-     [((2, 3, 3), "spd")]),
+     [((2, 3, 3), "spd")]),    # fused layers: forward and backward primitives (the backward runs at every order)
+    *[(f"linear_{act}", lambda x, w, b, act=act: F.linear(x, w, b, activation=act),
+       lambda x, w, b, act=act: _NP_ACT[act](x @ w.T + b),
+       [((2, 3, 4), "n"), ((5, 4), "n"), ((5,), "n")]) for act in _NP_ACT],
+    ("linear_no_bias", lambda x, w: F.linear(x, w), lambda x, w: x @ w.T,
+     [((3, 4), "n"), ((2, 4), "n")]),
+    ("batch_norm_train", lambda x, g, b: F.batch_norm(x, weight=g, bias=b, training=True),
+     lambda x, g, b: _np_norm(x, (0,)) * g + b, [((5, 3), "n"), ((3,), "p"), ((3,), "n")]),
+    ("batch_norm_train_3d", lambda x: F.batch_norm(x, training=True),
+     lambda x: _np_norm(x, (0, 2)), [((4, 3, 2), "n")]),
+    ("layer_norm", lambda x, g, b: F.layer_norm(x, weight=g, bias=b),
+     lambda x, g, b: _np_norm(x, (-1,)) * g + b, [((2, 3, 4), "n"), ((4,), "p"), ((4,), "n")]),
+    ("layer_norm_plain", F.layer_norm, lambda x: _np_norm(x, (-1,)), [((3, 5), "n")]),
 ]
 IDS = [row[0] for row in OPS]
 

@@ -1,36 +1,58 @@
 """The fused linear layer y = act(x W^T + b): one GEMM with the bias and activation applied in
-its epilogue (cpp/gemm), and a first-order backward that forms dz = dy * act'(z) and db in one
-pass before the two GEMMs dx = dz W and dW = dz^T x.  Higher orders and forward mode use the
-same equations as deepcalc ops.  x may have any leading shape (..., in_features)."""
+its epilogue (cpp/gemm), and a backward primitive that forms dz = dy * act'(z) and db in one pass
+before the two GEMMs dx = dz W and dW = dz^T x.  The backward runs at every order (under
+``create_graph``, ``hvp`` and ``jvp`` too); its own rules, the next order, are deepcalc ops:
+with c_dx, c_dW, c_db the cotangents of (dx, dW, db) and s the activation's saved operand (y for
+relu, tanh and sigmoid, z for gelu), a(s) = act'(z) and a'(s) its derivative in s,
+
+    c_dz = c_dx W^T + x c_dW^T + c_db        c_dy = c_dz * a(s)        c_s = c_dz * dy * a'(s)
+    c_x  = dz c_dW                           c_W  = dz^T c_dx
+
+x may have any leading shape (..., in_features)."""
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
 from .. import _core
 from ..autodiff.graph import Primitive, apply, needs_graph, wrap
-from .elementwise import (_relu_backward, _sigmoid_backward, _tanh_backward, Gelu, gelu, relu,
-                          sigmoid, tanh)
+from .elementwise import _relu_backward, _sigmoid_backward, _tanh_backward, exp, Gelu
 from .linalg import matmul
 from .reduce import sum
 from .shape import broadcast_to, reshape, transpose
 
-_ACT = {"none": None, "relu": relu, "tanh": tanh, "sigmoid": sigmoid, "gelu": gelu}
 _dgelu = Gelu()._dgelu
+_INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
 
 
-def act_derivative_times(name, t, z_fn, y):
-    """act'(z) * t as differentiable ops; y = act(z); z_fn() builds z when it is needed."""
-    if t.shape != y.shape:  # e.g. a bias tangent (OUT,) against y (N, OUT)
-        t = broadcast_to(t, y.shape)
+def act_derivative_times(name, t, s):
+    """act'(z) * t as differentiable ops, from the activation's saved operand s (y = act(z) for
+    relu, tanh and sigmoid: y > 0 exactly where z > 0; z for gelu; None or y for none)."""
+    if s is not None and t.shape != s.shape:  # e.g. a bias tangent (OUT,) against y (N, OUT)
+        t = broadcast_to(t, s.shape)
     if name == "none":
         return t
     if name == "relu":
-        return apply(_relu_backward, (t,), {"x": y.data})  # y > 0 exactly where z > 0
+        return apply(_relu_backward, (t,), {"x": s.data})
     if name == "tanh":
-        return apply(_tanh_backward, (t, y))
+        return apply(_tanh_backward, (t, s))
     if name == "sigmoid":
-        return apply(_sigmoid_backward, (t, y))
-    return t * _dgelu(z_fn())
+        return apply(_sigmoid_backward, (t, s))
+    return t * _dgelu(s)
+
+
+def act_second_derivative(name, s):
+    """d act'(z) / d s as ops of the saved operand s, None where it is 0 (relu, none):
+    tanh: a = 1 - y^2 -> -2y;  sigmoid: a = y (1 - y) -> 1 - 2y;  gelu: a = Phi(z) + z phi(z) ->
+    phi(z) (2 - z^2)."""
+    if name == "tanh":
+        return -2 * s
+    if name == "sigmoid":
+        return 1 - 2 * s
+    if name == "gelu":
+        return exp(-0.5 * s * s) * _INV_SQRT_2PI * (2 - s * s)
+    return None
 
 
 class LinearAct(Primitive):
@@ -50,26 +72,25 @@ class LinearAct(Primitive):
         z = matmul(x, transpose(w))
         return z + ctx.inputs[2] if len(ctx.inputs) == 3 else z
 
+    def _saved_operand(self, ctx, g):
+        """s for the backward: the output y, or z for gelu (the kernel's saved array when the
+        backward is not differentiated further, else z rebuilt by ops so that second
+        derivatives flow through it)."""
+        act = ctx.params["activation"]
+        if act == "none":
+            return ()
+        if act != "gelu":
+            return (ctx.out,)
+        return (self._z(ctx) if needs_graph(g, *ctx.inputs) else wrap(ctx.saved),)
+
     def vjp(self, ctx, g):
         x, w = ctx.inputs[0], ctx.inputs[1]
-        act = ctx.params["activation"]
-        has_b = len(ctx.inputs) == 3
-        if not needs_graph(g, *ctx.inputs):
-            saved = ctx.saved if act == "gelu" else (ctx.out_data.reshape(-1, w.shape[0])
-                                                     if act != "none" else None)
-            dx, dw, db = _core.linear_backward(
-                np.ascontiguousarray(g.data.reshape(-1, w.shape[0])),
-                np.ascontiguousarray(x.data.reshape(-1, w.shape[1])), np.ascontiguousarray(w.data),
-                saved, act, x.requires_grad, w.requires_grad, has_b and ctx.inputs[2].requires_grad)
-            return (wrap(dx.reshape(x.shape)) if dx is not None else None,
-                    wrap(dw) if dw is not None else None) + \
-                ((wrap(db) if db is not None else None,) if has_b else ())
-        dz = act_derivative_times(act, g, lambda: self._z(ctx), ctx.out)
-        dz2 = reshape(dz, (-1, w.shape[0]))
-        dx = matmul(dz, w) if x.requires_grad else None
-        dw = matmul(transpose(dz2), reshape(x, (-1, w.shape[1]))) if w.requires_grad else None
-        db = sum(dz2, axis=0) if has_b and ctx.inputs[2].requires_grad else None
-        return (dx, dw) + ((db,) if has_b else ())
+        b = ctx.inputs[2:]
+        needs = (x.requires_grad, w.requires_grad, bool(b) and b[0].requires_grad)
+        outs = iter(apply(_linear_backward, (g, x, w) + self._saved_operand(ctx, g),
+                          {"activation": ctx.params["activation"], "needs": needs}))
+        grads = tuple(next(outs) if need else None for need in needs)
+        return grads if b else grads[:2]
 
     def jvp(self, ctx, tx, tw, *tb):
         x, w = ctx.inputs[0], ctx.inputs[1]
@@ -81,10 +102,94 @@ class LinearAct(Primitive):
             tz = term if tz is None else tz + term
         if tb and tb[0] is not None:
             tz = tb[0] if tz is None else tz + tb[0]
-        return act_derivative_times(ctx.params["activation"], tz, lambda: self._z(ctx), ctx.out)
+        act = ctx.params["activation"]
+        return act_derivative_times(act, tz, self._z(ctx) if act == "gelu" else ctx.out)
+
+
+class LinearBackward(Primitive):
+    """(dy, x, W[, s]) -> the gradients named by ``needs`` among (dx, dW, db)."""
+    name = "linear_backward"
+    multiple_results = True
+
+    def forward(self, dy, x, w, *s, activation, needs):
+        out_f, in_f = w.shape
+        saved = np.ascontiguousarray(s[0].reshape(-1, out_f)) if s else None
+        dx, dw, db = _core.linear_backward(
+            np.ascontiguousarray(dy.reshape(-1, out_f)), np.ascontiguousarray(x.reshape(-1, in_f)),
+            np.ascontiguousarray(w), saved, activation, *needs)
+        if dx is not None:
+            dx = dx.reshape(x.shape)
+        return tuple(a for a, need in zip((dx, dw, db), needs) if need)
+
+    def _parts(self, ctx):
+        """(dy, x, W, s) with dy, x and s as 2-D (rows, features) ops, and dz = dy * a(s)."""
+        dy, x, w = ctx.inputs[:3]
+        out_f, in_f = w.shape
+        act = ctx.params["activation"]
+        dy2, x2 = reshape(dy, (-1, out_f)), reshape(x, (-1, in_f))
+        s2 = reshape(ctx.inputs[3], (-1, out_f)) if len(ctx.inputs) == 4 else None
+        return act, dy2, x2, w, s2, act_derivative_times(act, dy2, s2)
+
+    def _by_output(self, ctx, values):
+        """(v_dx, v_dW, v_db) from one value per present output (None for absent ones)."""
+        it = iter(values)
+        return tuple(next(it) if need else None for need in ctx.params["needs"])
+
+    def vjp(self, ctx, *cotangents):
+        act, dy2, x2, w, s2, dz = self._parts(ctx)
+        c_dx, c_dw, c_db = self._by_output(ctx, cotangents)
+        if c_dx is not None:
+            c_dx = reshape(c_dx, (-1, w.shape[1]))
+        c_dz = None
+        for term in (matmul(c_dx, w.T) if c_dx is not None else None,
+                     matmul(x2, c_dw.T) if c_dw is not None else None,
+                     broadcast_to(c_db, dz.shape) if c_db is not None else None):
+            if term is not None:
+                c_dz = term if c_dz is None else c_dz + term
+        dy, x, s = ctx.inputs[0], ctx.inputs[1], ctx.inputs[3:]
+        c_dy = reshape(act_derivative_times(act, c_dz, s2), dy.shape) if dy.requires_grad else None
+        c_x = reshape(matmul(dz, c_dw), x.shape) if c_dw is not None and x.requires_grad else None
+        c_w = matmul(transpose(dz), c_dx) if c_dx is not None and w.requires_grad else None
+        out = (c_dy, c_x, c_w)
+        if s:
+            d2 = act_second_derivative(act, s2)
+            c_s = None if d2 is None or not s[0].requires_grad else \
+                reshape(c_dz * dy2 * d2, s[0].shape)
+            out += (c_s,)
+        return out
+
+    def jvp(self, ctx, t_dy, t_x, t_w, *t_s):
+        act, dy2, x2, w, s2, dz = self._parts(ctx)
+        out_f, in_f = w.shape
+        t_dz = act_derivative_times(act, reshape(t_dy, (-1, out_f)), s2) \
+            if t_dy is not None else None
+        d2 = act_second_derivative(act, s2) if t_s and t_s[0] is not None else None
+        if d2 is not None:
+            term = dy2 * d2 * reshape(t_s[0], (-1, out_f))
+            t_dz = term if t_dz is None else t_dz + term
+        need_dx, need_dw, need_db = ctx.params["needs"]
+        t_dx = t_dw = t_db = None
+        if need_dx:
+            t_dx = _add(matmul(t_dz, w) if t_dz is not None else None,
+                        matmul(dz, t_w) if t_w is not None else None)
+            t_dx = reshape(t_dx, ctx.inputs[1].shape) if t_dx is not None else None
+        if need_dw:
+            t_dw = _add(matmul(transpose(t_dz), x2) if t_dz is not None else None,
+                        matmul(transpose(dz), reshape(t_x, (-1, in_f))) if t_x is not None
+                        else None)
+        if need_db and t_dz is not None:
+            t_db = sum(t_dz, axis=0)
+        return tuple(t for t, need in zip((t_dx, t_dw, t_db), ctx.params["needs"]) if need)
+
+
+def _add(a, b):
+    if a is None:
+        return b
+    return a if b is None else a + b
 
 
 _linear = LinearAct()
+_linear_backward = LinearBackward()
 
 
 def linear_act(x, w, b, activation: str):
