@@ -33,13 +33,19 @@ class Linear(Module):
             self.register_parameter("bias", None)
 
     def forward(self, x):
+        return self.fuse_activation(x, self.activation)
+
+    def fuse_activation(self, x, activation):
+        """act(x W^T + b) in one fused kernel call; ``Sequential`` passes the activation of a
+        ReLU/Tanh/Sigmoid/GELU module that follows a Linear without one (torch's idiom
+        ``Sequential(Linear(...), ReLU(), ...)`` gets the fused epilogue, forward and backward)."""
         params = self._parameters  # one dict lookup instead of two __getattr__ fallbacks
         w, b = params["weight"], params["bias"]
         if self.weight_multiplier != 1.0:
             w = w * self.weight_multiplier
         if b is not None and self.bias_multiplier != 1.0:
             b = b * self.bias_multiplier
-        return F.linear(x, w, b, self.activation)
+        return F.linear(x, w, b, activation)
 
     def extra_repr(self):
         act = f", activation={self.activation!r}" if self.activation else ""
@@ -49,6 +55,7 @@ class Linear(Module):
 
 class _Activation(Module):
     fn = None
+    fused_name = None   # the name Linear's fused epilogue knows this activation by
 
     def forward(self, x):
         return type(self).fn(x)
@@ -56,14 +63,17 @@ class _Activation(Module):
 
 class ReLU(_Activation):
     fn = staticmethod(F.relu)
+    fused_name = "relu"
 
 
 class Tanh(_Activation):
     fn = staticmethod(F.tanh)
+    fused_name = "tanh"
 
 
 class Sigmoid(_Activation):
     fn = staticmethod(F.sigmoid)
+    fused_name = "sigmoid"
 
 
 class GELU(Module):
@@ -72,6 +82,10 @@ class GELU(Module):
         if approximate not in ("none", "tanh"):
             raise ValueError(f"GELU: approximate must be 'none' or 'tanh', got {approximate!r}")
         self.approximate = approximate
+
+    @property
+    def fused_name(self):
+        return "gelu" if self.approximate == "none" else None
 
     def forward(self, x):
         return F.gelu(x, self.approximate)

@@ -397,9 +397,26 @@ class Sequential(_ModuleSequence):
         return Sequential(*modules)
 
     def forward(self, x):
-        for m in self._modules.values():
-            x = m(x)
+        mods = list(self._modules.values())
+        i, n = 0, len(mods)
+        while i < n:
+            m = mods[i]
+            if i + 1 < n and _fusable(m, mods[i + 1]):
+                x = m.fuse_activation(x, mods[i + 1].fused_name)
+                i += 2
+            else:
+                x = m(x)
+                i += 1
         return x
+
+
+def _fusable(m, nxt) -> bool:
+    """A Linear without an activation followed by an activation module its epilogue knows,
+    neither with hooks (a hook must see the unfused output)."""
+    return (getattr(m, "activation", True) is None and hasattr(m, "fuse_activation")
+            and getattr(nxt, "fused_name", None) is not None
+            and not (m._forward_hooks or m._forward_pre_hooks or nxt._forward_hooks
+                     or nxt._forward_pre_hooks))
 
 
 class ModuleList(_ModuleSequence):
