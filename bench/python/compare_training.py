@@ -1,5 +1,6 @@
 """Training-step and inference speed: a 784-256-256-10 ReLU MLP at batch 128 with
-cross-entropy, one SGD (momentum) step and one Adam step, deepcalc vs torch eager on the CPU in
+cross-entropy, one SGD (momentum) step and one Adam step (deepcalc's MLP, and the torch idiom
+Sequential(Linear, ReLU, ...) as users port it), deepcalc vs torch eager on the CPU in
 the same run, same threads, deepcalc and torch taking turns in every round (bench/python/_timing.py).
 Prints milliseconds (median of rounds) and torch/deepcalc ratios (median of per-round ratios;
 ratio of the best rounds in brackets).
@@ -26,24 +27,39 @@ SIZES = [784, 256, 256, 10]
 BATCH = 128
 
 
+def sequential_idiom():
+    """The model as users port it from torch: Sequential(Linear, ReLU, ..., Linear)."""
+    layers = []
+    for i, (a, b) in enumerate(zip(SIZES[:-1], SIZES[1:])):
+        layers.append(dc.nn.Linear(a, b))
+        if i < len(SIZES) - 2:
+            layers.append(dc.nn.ReLU())
+    return dc.nn.Sequential(*layers)
+
+
 def deepcalc_cases(x, y):
     model = dc.nn.MLP(SIZES, activation="relu")
+    seq = sequential_idiom()
     xt = dc.tensor(x)
     sgd = dc.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    seq_sgd = dc.optim.SGD(seq.parameters(), lr=0.01, momentum=0.9)
     adam = dc.optim.Adam(model.parameters(), lr=1e-3)
 
-    def step(opt):
+    def step(opt, net=model):
         def run():
-            loss = F.cross_entropy(model(xt), y)
+            loss = F.cross_entropy(net(xt), y)
             opt.zero_grad()
             loss.backward()
             opt.step()
         return run
 
-    def infer():
-        with dc.no_grad():
-            model(xt)
-    return {"train step (SGD)": step(sgd), "train step (Adam)": step(adam), "inference": infer}
+    def infer(net=model):
+        def run():
+            with dc.no_grad():
+                net(xt)
+        return run
+    return {"train step (SGD)": step(sgd), "train step (Adam)": step(adam), "inference": infer(),
+            "Sequential SGD step": step(seq_sgd, seq), "Sequential inference": infer(seq)}
 
 
 def torch_cases(x, y):
@@ -68,7 +84,9 @@ def torch_cases(x, y):
     def infer():
         with torch.no_grad():
             model(xt)
-    return {"train step (SGD)": step(sgd), "train step (Adam)": step(adam), "inference": infer}
+    # torch's model is already the Sequential idiom: the same callables time both rows
+    return {"train step (SGD)": step(sgd), "train step (Adam)": step(adam), "inference": infer,
+            "Sequential SGD step": step(sgd), "Sequential inference": infer}
 
 
 def main():
