@@ -4,8 +4,10 @@
 #include <pybind11/stl.h>
 
 #include <optional>
+#include <type_traits>
 
 #include "bindings/checks.h"
+#include "common/hw.h"
 #include "common/threads.h"
 #include "gemm/gemm.h"
 
@@ -68,10 +70,6 @@ void run_gemm(const GemmParams<T>& p, int threads) {
   else gemm_f64()(p, threads);
 }
 
-// Multiply-adds per thread, at least: below ~100k a second thread costs more to wake than it
-// saves (64^3 = 262k still splits in two).
-constexpr int64_t kGemmGrain = 1 << 17;
-
 template <typename T>
 void run_act_backward(const ActBackwardParams<T>& p, int threads) {
   if constexpr (std::is_same_v<T, float>) act_backward_f32()(p, threads);
@@ -93,7 +91,7 @@ void gemm_typed(const Operand& a, const Operand& b, bool trans_a, bool trans_b, 
   p.c = mptr<T>(c), p.ldc = n, p.stride_c = m * n;
   p.alpha = T(alpha), p.beta = T(beta);
   py::gil_scoped_release nogil;
-  ThreadBudget budget(batch * m * n * k, kGemmGrain);
+  ThreadBudget budget(batch * m * n * k, hw::kGemmGrain);
   run_gemm(p, budget.threads());
 }
 
@@ -143,17 +141,15 @@ py::array gemm(const py::array& a, const py::array& b, bool trans_a, bool trans_
 template <typename T>
 void linear_forward_typed(const Operand& x, const Operand& w, const py::array* bias, Activation act,
                           py::array& y, py::array* z) {
-  GemmParams<T> p;
-  p.m = x.rows, p.n = w.rows, p.k = x.cols;
-  p.a = cptr<T>(*x.arr), p.lda = x.ld;
-  p.b = cptr<T>(*w.arr), p.ldb = w.ld, p.trans_b = true;  // x @ w.T via the NT packing
-  p.c = mptr<T>(y), p.ldc = p.n;
+  LinearForwardParams<T> p;
+  p.x = cptr<T>(*x.arr), p.ldx = x.ld;
+  p.w = cptr<T>(*w.arr), p.ldw = w.ld;
   p.bias = bias ? cptr<T>(*bias) : nullptr;
-  p.act = act;
-  if (z) p.preact = mptr<T>(*z), p.ldz = p.n;
+  p.y = mptr<T>(y), p.z = z ? mptr<T>(*z) : nullptr;
+  p.N = x.rows, p.IN = x.cols, p.OUT = w.rows, p.act = act;
   py::gil_scoped_release nogil;
-  ThreadBudget budget(p.m * p.n * p.k, kGemmGrain);
-  run_gemm(p, budget.threads());
+  ThreadBudget budget(p.N * p.OUT * p.IN, hw::kGemmGrain);
+  deepcalc::linear_forward(p, budget.threads());
 }
 
 py::tuple linear_forward(const py::array& x, const py::array& w, std::optional<py::array> bias,
@@ -186,36 +182,20 @@ py::tuple linear_forward(const py::array& x, const py::array& w, std::optional<p
   return py::make_tuple(y, separate_z ? z : y);
 }
 
-// dz = dy * act'(saved) with db fused; dx = dz @ w (NN); dw = dz^T @ x (TN, no transpose copy).
+// dz (the activation's gradient, workspace) is allocated here unless the activation is none.
 template <typename T>
 void linear_backward_typed(const py::array& dy, const Operand& x, const Operand& w, const py::array* saved,
                            Activation act, py::array* dx, py::array* dw, py::array* db) {
-  const int64_t N = x.rows, IN = x.cols, OUT = w.rows;
-  py::array dz_store = act == Activation::None ? py::array() : new_array(dy.dtype(), {N, OUT});
-  const T* dz = act == Activation::None ? cptr<T>(dy) : mptr<T>(dz_store);
+  LinearBackwardParams<T> p;
+  p.N = x.rows, p.IN = x.cols, p.OUT = w.rows, p.act = act;
+  py::array dz_work = act == Activation::None ? py::array() : new_array(dy.dtype(), {p.N, p.OUT});
+  p.dy = cptr<T>(dy), p.saved = saved ? cptr<T>(*saved) : nullptr;
+  p.dz_work = act == Activation::None ? nullptr : mptr<T>(dz_work);
+  p.x = cptr<T>(*x.arr), p.ldx = x.ld, p.w = cptr<T>(*w.arr), p.ldw = w.ld;
+  p.dx = dx ? mptr<T>(*dx) : nullptr, p.dw = dw ? mptr<T>(*dw) : nullptr, p.db = db ? mptr<T>(*db) : nullptr;
   py::gil_scoped_release nogil;
-  ThreadBudget budget(N * IN * OUT, kGemmGrain);
-  if (act != Activation::None || db) {
-    ActBackwardParams<T> ab;
-    ab.dy = cptr<T>(dy), ab.saved = saved ? cptr<T>(*saved) : nullptr;
-    ab.dz = act == Activation::None ? nullptr : mptr<T>(dz_store);
-    ab.db = db ? mptr<T>(*db) : nullptr;
-    ab.rows = N, ab.cols = OUT, ab.act = act;
-    run_act_backward(ab, budget.threads());
-  }
-  if (dx) {
-    GemmParams<T> p;
-    p.m = N, p.n = IN, p.k = OUT;
-    p.a = dz, p.lda = OUT, p.b = cptr<T>(*w.arr), p.ldb = w.ld, p.c = mptr<T>(*dx), p.ldc = IN;
-    run_gemm(p, budget.threads());
-  }
-  if (dw) {
-    GemmParams<T> p;
-    p.m = OUT, p.n = IN, p.k = N;
-    p.a = dz, p.lda = OUT, p.trans_a = true, p.b = cptr<T>(*x.arr), p.ldb = x.ld;
-    p.c = mptr<T>(*dw), p.ldc = IN;
-    run_gemm(p, budget.threads());
-  }
+  ThreadBudget budget(p.N * p.IN * p.OUT, hw::kGemmGrain);
+  deepcalc::linear_backward(p, budget.threads());
 }
 
 py::tuple linear_backward(const py::array& dy, const py::array& x, const py::array& w,
@@ -273,7 +253,7 @@ py::array activation_backward(const py::array& dy, std::optional<py::array> save
   const int64_t total = dy.size();
   const void* sp = act != Activation::None ? saved->data() : nullptr;
   py::gil_scoped_release nogil;
-  ThreadBudget budget(total, 32768);  // elements per thread, at least
+  ThreadBudget budget(total, hw::kElementwiseGrain);
   if (is_f32(dy)) {
     ActBackwardParams<float> p{cptr<float>(dy), static_cast<const float*>(sp), mptr<float>(dz), nullptr, 1, total, act};
     run_act_backward(p, budget.threads());

@@ -1,5 +1,5 @@
-// Runtime CPU capability detection and the DEEPCALC_CPU_CAPABILITY override.
-// Dispatch files call cpu_capability() once to pick a kernel function pointer.
+// Runtime CPU capability detection, the DEEPCALC_CPU_CAPABILITY override, and pick(): the one
+// dispatch idiom every kernel family and dtype uses to choose its function pointer once.
 #pragma once
 
 namespace deepcalc {
@@ -15,5 +15,17 @@ CpuCapability cpu_detected_capability();
 CpuCapability cpu_capability();
 const char* cpu_capability_name(CpuCapability c);
 const char* cpu_capability_error();  // empty string when the override was valid
+
+// The kernel for cpu_capability(); a dispatch accessor holds
+//   static const Fn fn = pick<Fn>(avx512, avx2, ref);
+// A null ISA kernel falls back to the next lower path (a dtype with only the scalar reference
+// passes pick<Fn>(nullptr, nullptr, ref)).
+template <typename Fn>
+Fn pick(Fn avx512, Fn avx2, Fn ref) {
+  const CpuCapability c = cpu_capability();
+  if (c == CpuCapability::AVX512 && avx512) return avx512;
+  if (c != CpuCapability::Scalar && avx2) return avx2;
+  return ref;
+}
 
 }  // namespace deepcalc

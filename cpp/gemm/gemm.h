@@ -46,10 +46,45 @@ struct ActBackwardParams {
   Activation act = Activation::None;
 };
 
-using gemm_f32_fn = void (*)(const GemmParams<float>& p, int threads);
-using gemm_f64_fn = void (*)(const GemmParams<double>& p, int threads);
-using act_backward_f32_fn = void (*)(const ActBackwardParams<float>& p, int threads);
-using act_backward_f64_fn = void (*)(const ActBackwardParams<double>& p, int threads);
+// x (N, IN) row-major with row stride ldx, w (OUT, IN) with row stride ldw, bias (OUT) or null;
+// y = act(x @ w.T + bias) is (N, OUT) contiguous; z (may be null) receives x @ w.T + bias.
+template <typename T>
+struct LinearForwardParams {
+  const T* x = nullptr;
+  int64_t ldx = 0;
+  const T* w = nullptr;
+  int64_t ldw = 0;
+  const T* bias = nullptr;
+  T* y = nullptr;
+  T* z = nullptr;
+  int64_t N = 0, IN = 0, OUT = 0;
+  Activation act = Activation::None;
+};
+
+// Backward of y = act(x @ w.T + b): dy (N, OUT) contiguous; saved (N, OUT) is y for
+// relu/tanh/sigmoid, z for gelu, unused for none; dz_work (N, OUT) is workspace for
+// dz = dy * act'(saved), needed unless act is none (dz is dy itself then). Outputs (each may be
+// null when not wanted): dx (N, IN), dw (OUT, IN), db (OUT), all contiguous.
+template <typename T>
+struct LinearBackwardParams {
+  const T* dy = nullptr;
+  const T* x = nullptr;
+  int64_t ldx = 0;
+  const T* w = nullptr;
+  int64_t ldw = 0;
+  const T* saved = nullptr;
+  T* dz_work = nullptr;
+  T* dx = nullptr;
+  T* dw = nullptr;
+  T* db = nullptr;
+  int64_t N = 0, IN = 0, OUT = 0;
+  Activation act = Activation::None;
+};
+
+template <typename T>
+using gemm_fn = void (*)(const GemmParams<T>& p, int threads);
+template <typename T>
+using act_backward_fn = void (*)(const ActBackwardParams<T>& p, int threads);
 
 // Scalar reference kernels: always built, define correctness, serve DEEPCALC_CPU_CAPABILITY=scalar.
 void gemm_f32_ref(const GemmParams<float>& p, int threads);
@@ -67,10 +102,17 @@ void gemm_f64_avx512(const GemmParams<double>& p, int threads);
 void act_backward_f32_avx512(const ActBackwardParams<float>& p, int threads);
 void act_backward_f64_avx512(const ActBackwardParams<double>& p, int threads);
 
-// Chosen once from cpu_capability().
-gemm_f32_fn gemm_f32();
-gemm_f64_fn gemm_f64();
-act_backward_f32_fn act_backward_f32();
-act_backward_f64_fn act_backward_f64();
+// Chosen once from cpu_capability() (gemm_dispatch.cpp).
+gemm_fn<float> gemm_f32();
+gemm_fn<double> gemm_f64();
+act_backward_fn<float> act_backward_f32();
+act_backward_fn<double> act_backward_f64();
+
+// The linear layer on the dispatched kernels (linear.cpp): forward is one GEMM with the bias
+// and activation fused; backward is the fused activation backward (+ db) and two GEMMs.
+void linear_forward(const LinearForwardParams<float>& p, int threads);
+void linear_forward(const LinearForwardParams<double>& p, int threads);
+void linear_backward(const LinearBackwardParams<float>& p, int threads);
+void linear_backward(const LinearBackwardParams<double>& p, int threads);
 
 }  // namespace deepcalc

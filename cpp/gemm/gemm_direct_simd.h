@@ -8,6 +8,7 @@
 #include <array>
 #include <utility>
 
+#include "common/hw.h"
 #include "gemm/gemm_microkernel.h"
 
 namespace deepcalc::gemm_direct {
@@ -26,17 +27,16 @@ using gemm_kernel::Epilogue;
 //   packed: 10x256x128 TN 0.57, 10x256x784 NN 0.56, 12x1024x1024 TN 0.72, 8x2048x512 NN 0.55;
 //   but 12x4096x512 TN (B 8 MiB) 1.47, 8x2048x2048 NN (16 MiB) 1.57, 10x1024x4096 TN (16 MiB) 1.95:
 //   walking B a 32-column strip at a time down all k rows misses caches once B is far beyond L2,
-//   so that rule is capped at kDirectMaxBBytes of B. Few rows win at narrow n too (10x10x128
+//   so that rule is capped at hw::kGemmDirectMaxBBytes of B. Few rows win at narrow n too (10x10x128
 //   TN 0.44, 12x12x500 NN 0.83).
 constexpr int64_t kDirectMaxK = 16;
-constexpr int64_t kDirectMaxBBytes = int64_t(4) << 20;
 
 // Whether the direct path (row tiles of up to mr rows, nr columns) computes this product: B rows
 // must be contiguous along n (no trans_b), and either k is short and the output not narrow, or
-// op(A) has at most one tile of rows and B is at most kDirectMaxBBytes.
+// op(A) has at most one tile of rows and B is at most hw::kGemmDirectMaxBBytes.
 inline bool applies(int64_t m, int64_t n, int64_t k, bool trans_b, int mr, int nr, int64_t elem_bytes) {
   if (k < 1 || trans_b) return false;
-  return (k <= kDirectMaxK && n > nr / 2) || (m <= mr && k * n * elem_bytes <= kDirectMaxBBytes);
+  return (k <= kDirectMaxK && n > nr / 2) || (m <= mr && k * n * elem_bytes <= hw::kGemmDirectMaxBBytes);
 }
 
 // Epilogue of a staged tile (rows x NR values, row stride NR): the valid rows x nr corner of C.

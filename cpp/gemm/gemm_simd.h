@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <vector>
 
+#include "common/hw.h"
 #include "gemm/gemm_direct_simd.h"
 #include "gemm/gemm_microkernel.h"
 #include "gemm/gemv_simd.h"
@@ -14,8 +15,7 @@ namespace deepcalc::gemm_simd {
 
 using gemm_kernel::Epilogue;
 
-// Cache blocking for Zen 4 (per core: 32 KiB L1d, 1 MiB L2; 32 MiB shared L3), set in bytes so
-// every tile and type gets the same footprint:
+// Cache blocking for the caches of common/hw.h, budgets in bytes (hw::kGemm*Bytes):
 //   KC: a packed B micro-panel (KC x NR) of 64 KiB, i.e. KC = 512 for the 8x32 f32 tile. It does
 //       not fit L1, but Zen 4 runs a 512-bit FMA per cycle (two 256-bit halves), so one 8x32
 //       rank-1 update takes 16 cycles and needs only 160 bytes of A and B, ~10 B/cycle, well
@@ -26,12 +26,6 @@ using gemm_kernel::Epilogue;
 //       B micro-panel.
 //   NC: the packed B block (KC x NC, <= 4 MiB) lives in L3.
 // K, M and N are split into equal blocks (rounded to the tile) so no block is a sliver.
-constexpr int64_t kL1PanelBytes = 64 << 10, kL2BlockBytes = 384 << 10, kL3BlockBytes = 4 << 20;
-
-// Below this many flops one thread is faster than waking a second one.
-constexpr double kSerialFlops = 2.0 * 48 * 48 * 48;
-// Batched GEMMs this small run one whole GEMM per thread instead of splitting each one.
-constexpr double kPerBatchParallelFlops = 2.0 * 160 * 160 * 160;
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
@@ -65,9 +59,9 @@ struct Gemm {
   // B micro-panel is reused across consecutive ir, the A block across all jr.
   static void single(const GemmParams<T>& p, const Op& o) {
     const int64_t m = p.m, n = p.n, k = p.k;
-    constexpr int64_t kc_cap = kL1PanelBytes / (NR * int64_t(sizeof(T)));
-    constexpr int64_t mc_cap = kL2BlockBytes / (kc_cap * int64_t(sizeof(T)));
-    constexpr int64_t nc_cap = kL3BlockBytes / (kc_cap * int64_t(sizeof(T)));
+    constexpr int64_t kc_cap = hw::kGemmPanelBytes / (NR * int64_t(sizeof(T)));
+    constexpr int64_t mc_cap = hw::kGemmABlockBytes / (kc_cap * int64_t(sizeof(T)));
+    constexpr int64_t nc_cap = hw::kGemmBBlockBytes / (kc_cap * int64_t(sizeof(T)));
     const int64_t kc_step = ceil_div(k, ceil_div(k, kc_cap));
     const int64_t mc_step = round_up(ceil_div(m, ceil_div(m, mc_cap)), MR);
     const int64_t nc_step = round_up(ceil_div(n, ceil_div(n, nc_cap)), NR);
@@ -148,12 +142,12 @@ struct Gemm {
   static void run(const GemmParams<T>& p, int threads) {
     if (p.m == 0 || p.n == 0 || p.batch == 0) return;
     const double flops = 2.0 * double(p.m) * double(p.n) * double(p.k);
-    if (flops < kSerialFlops) threads = 1;
+    if (flops < hw::kGemmSerialFlops) threads = 1;
     if (p.k == 0) {
       for (int64_t bt = 0; bt < p.batch; ++bt) epilogue_only(p, op_at(p, bt), threads);
       return;
     }
-    if (p.batch > 1 && threads > 1 && flops < kPerBatchParallelFlops) {
+    if (p.batch > 1 && threads > 1 && flops < hw::kGemmPerBatchParallelFlops) {
 #pragma omp parallel for num_threads(threads) schedule(static)
       for (int64_t bt = 0; bt < p.batch; ++bt) single(p, op_at(p, bt));  // one GEMM per thread
       return;
@@ -212,7 +206,7 @@ void act_backward(const ActBackwardParams<typename V::T>& p, int threads) {
     for (int64_t j = 0; p.db && j < p.cols; ++j) p.db[j] = T(0);
     return;
   }
-  if (total < 16384) threads = 1;
+  if (total < hw::kActBackwardSerial) threads = 1;
   if (!p.db) {
     const int64_t chunk = round_up(ceil_div(total, 4 * threads), 64);
 #pragma omp parallel for num_threads(threads) schedule(static)

@@ -10,7 +10,6 @@ namespace deepcalc::gemm256 {
 struct F32 : vec256::F32 {
   using T = float;
   static constexpr bool has_math = true;  // vector exp/erf/tanh epilogues
-  static reg div(reg a, reg b) { return _mm256_div_ps(a, b); }
   static reg abs(reg a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a); }
   static reg copysign(reg mag, reg s) {
     const reg sign = _mm256_set1_ps(-0.0f);

@@ -10,7 +10,6 @@ namespace deepcalc::gemm512 {
 struct F32 : vec512::F32 {
   using T = float;
   static constexpr bool has_math = true;  // vector exp/erf/tanh epilogues
-  static reg div(reg a, reg b) { return _mm512_div_ps(a, b); }
   static reg abs(reg a) { return _mm512_abs_ps(a); }
   // |mag| with the sign of s
   static reg copysign(reg mag, reg s) {

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "common/hw.h"
 #include "gemm/gemm_microkernel.h"
 
 namespace deepcalc::gemv_simd {
@@ -100,7 +101,7 @@ void one(const GemmParams<typename V::T>& p, const typename V::T* a, const typen
 
 template <class V>
 void run(const GemmParams<typename V::T>& p, int threads) {
-  if (2.0 * double(p.m) * double(p.n) * double(p.k) < 2.0 * 128 * 1024) threads = 1;
+  if (2.0 * double(p.m) * double(p.n) * double(p.k) < hw::kGemvSerialFlops) threads = 1;
   for (int64_t bt = 0; bt < p.batch; ++bt)
     one<V>(p, p.a + bt * p.stride_a, p.b + bt * p.stride_b, p.c + bt * p.stride_c,
            p.preact ? p.preact + bt * p.stride_z : nullptr, threads);
