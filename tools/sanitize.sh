@@ -3,7 +3,8 @@
 # into build/asan, stage an importable copy of the package there (python/deepcalc is left alone:
 # other processes import it), and run the kernel and binding tests with the sanitizer runtime
 # preloaded. Exits nonzero on a failing test or on any sanitizer report, a test's subprocess's too.
-# Usage: tools/sanitize.sh [PYTEST_ARGS...]   (GCC; needs g++, python with numpy/pytest/hypothesis)
+# Usage: tools/sanitize.sh [PYTEST_ARGS...]   (GCC; run after `pip install ".[test]"`)
+# PYTHONMALLOC=malloc tools/sanitize.sh also puts CPython's own objects under ASan (twice as slow).
 set -euo pipefail
 shopt -s nullglob
 cd "$(dirname "$0")/.."
@@ -51,7 +52,6 @@ cat >"$STAGE/sitecustomize.py" <<PY
 import ctypes
 ctypes.CDLL("$UBSAN_RT").__sanitizer_set_report_path(b"$REPORTS/ubsan")
 PY
-export PYTHONMALLOC=malloc         # Python objects on malloc too, so ASan guards them
 export PYTHONPATH=$STAGE           # children: conftest.cpu_path_env puts this same root first
 export PYTHONDONTWRITEBYTECODE=1
 
@@ -64,7 +64,7 @@ tests=(tests/test_gemm_kernels.py tests/test_gemm_direct.py tests/test_norm_kern
        tests/test_optim_kernels.py tests/test_memory.py)
 tests+=(tests/test_kernel*.py)   # nullglob: none yet is fine
 rc=0
-"$PY" -m pytest -q -p no:cacheprovider "${tests[@]}" "$@" || rc=$?
+"$PY" -m pytest -p no:cacheprovider "${tests[@]}" "$@" || rc=$?
 
 reports=("$REPORTS"/*)
 for f in "${reports[@]}"; do echo "==== sanitizer report $f" >&2; cat "$f" >&2; done
