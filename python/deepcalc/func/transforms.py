@@ -17,6 +17,7 @@ from ..autodiff import engine
 from ..autodiff.graph import (STATE, Tensor, apply, enable_grad, new_level, node_of,
                               transform_scope, watch, wrap)
 from ..autodiff.pytree import flatten
+from ..autodiff.randomness import check_policy, random_scope
 from ..ops.linalg import slogdet
 from ..ops.shape import reshape, stack
 
@@ -333,10 +334,15 @@ def _zeros_aux(aux):
     return rebuild([_zeros_like(a) if isinstance(a, Tensor) else a for a in leaves])
 
 
-def jacfwd(f, argnums=0, chunk_size=None):
-    """Jacobian by forward mode: one JVP per input element (shape ``out.shape + in.shape``)."""
+def jacfwd(f, argnums=0, chunk_size=None, randomness="same"):
+    """Jacobian by forward mode: one JVP per input element (shape ``out.shape + in.shape``).
+
+    f is evaluated once per input element; ``randomness`` says what random layers inside it
+    (Dropout, noisy BatchNorm) draw: 'same' (default) one set of draws for the whole call,
+    'different' fresh draws each evaluation, 'error' raise (autodiff/randomness.py)."""
     _check_chunk("jacfwd", chunk_size)
     _check_callable("jacfwd", f)
+    check_policy("jacfwd", randomness)
 
     def wrapper(*args):
         nums = _argnums_tuple(argnums, len(args), "jacfwd")
@@ -351,11 +357,14 @@ def jacfwd(f, argnums=0, chunk_size=None):
                 return f(*full)
             cols = []
             out = None
-            for j in range(x.size):
-                out, t = _jvp("jacfwd", g, (x,), (_basis(x.shape, x.dtype, j),))
-                cols.append(t)
-            if out is None:
-                out = g(x)
+            with random_scope(randomness, "jacfwd") as scope:
+                for j in range(x.size):
+                    scope.next_evaluation()
+                    out, t = _jvp("jacfwd", g, (x,), (_basis(x.shape, x.dtype, j),))
+                    cols.append(t)
+                if out is None:
+                    scope.next_evaluation()
+                    out = g(x)
             _check_tensor("jacfwd", out, "output")
             if not cols:
                 jacs.append(wrap(np.zeros(out.shape + x.shape, dtype=x.dtype)))
@@ -365,10 +374,12 @@ def jacfwd(f, argnums=0, chunk_size=None):
     return wrapper
 
 
-def hessian(f, argnums=0):
-    """Hessian of a scalar function as forward-over-reverse: ``jacfwd(jacrev(f))``."""
+def hessian(f, argnums=0, randomness="same"):
+    """Hessian of a scalar function as forward-over-reverse: ``jacfwd(jacrev(f))``;
+    ``randomness`` as in ``jacfwd`` (default 'same': one Dropout mask for the whole Hessian)."""
     _check_callable("hessian", f)
-    h = jacfwd(jacrev(f, argnums), argnums)
+    check_policy("hessian", randomness)
+    h = jacfwd(jacrev(f, argnums), argnums, randomness=randomness)
 
     def wrapper(*args):
         for a in _argnums_tuple(argnums, len(args), "hessian"):

@@ -8,6 +8,7 @@ import numpy as np
 
 from .. import ops
 from ..autodiff.graph import Tensor, in_transform, wrap
+from ..autodiff.randomness import draw
 from ..creation import default_generator
 from ..ops import gelu, log_softmax, relu, sigmoid, softmax, tanh  # noqa: F401  (re-exported)
 from ..ops._convert import as_tensor
@@ -88,7 +89,8 @@ def dropout(x, p: float = 0.5, training: bool = True, generator=None):
     if p == 1:
         return x * 0.0
     g = generator or default_generator()
-    keep = (g.random(x.shape) >= p).astype(x.dtype) / x.dtype.type(1 - p)
+    u = draw("dropout", lambda: g.random(x.shape))  # replayed under jacfwd's randomness='same'
+    keep = (u >= p).astype(x.dtype) / x.dtype.type(1 - p)
     return x * wrap(keep)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..autodiff.graph import Tensor, in_transform, wrap
+from ..autodiff.randomness import draw
 from ..creation import default_generator
 from ..ops._convert import as_tensor
 from . import _checks
@@ -93,11 +94,13 @@ class BatchNorm1d(Module):
     def _noise(self, shape, dtype):
         g = self.generator or default_generator()
         c = self.num_features
-        m = g.uniform(-self.noise_mean, self.noise_mean, c)
-        s = g.uniform(self.noise_std[0], self.noise_std[1], c)
+
+        def sample():
+            return (g.uniform(-self.noise_mean, self.noise_mean, c),
+                    g.uniform(self.noise_std[0], self.noise_std[1], c), g.standard_normal(shape))
+        m, s, z = draw("BatchNorm1d (noise=True)", sample)  # replayed under randomness='same'
         self.last_noise = (m, s)
         bshape = (1, c) if len(shape) == 2 else (1, c, 1)
-        z = g.standard_normal(shape)
         return wrap((m.reshape(bshape) + s.reshape(bshape) * z).astype(dtype))
 
     def extra_repr(self):
