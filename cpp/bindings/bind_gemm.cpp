@@ -77,11 +77,6 @@ void run_act_backward(const ActBackwardParams<T>& p, int threads) {
 }
 
 template <typename T>
-const T* cptr(const py::array& a) { return static_cast<const T*>(a.data()); }
-template <typename T>
-T* mptr(py::array& a) { return static_cast<T*>(a.mutable_data()); }
-
-template <typename T>
 void gemm_typed(const Operand& a, const Operand& b, bool trans_a, bool trans_b, double alpha,
                 double beta, int64_t batch, int64_t m, int64_t n, int64_t k, py::array& c) {
   GemmParams<T> p;

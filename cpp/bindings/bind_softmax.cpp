@@ -1,12 +1,11 @@
 // Bindings for the row-wise softmax family: validate, release the GIL, dispatch.
 #include "bindings/checks.h"
+#include "common/hw.h"
 #include "common/threads.h"
 #include "softmax/softmax.h"
 
 namespace deepcalc::bind {
 namespace {
-
-constexpr int64_t kSoftmaxGrain = 16384;  // elements per thread, at least
 
 // Rows and columns of an array viewed as (prod(shape[:-1]), shape[-1]).
 void rows_cols(const py::array& a, int64_t& rows, int64_t& cols) {
@@ -24,13 +23,14 @@ py::array softmax_forward(const py::array& x, bool log) {
   rows_cols(x, rows, cols);
   if (rows == 0 || cols == 0) return y;
   py::gil_scoped_release nogil;
-  ThreadBudget budget(rows * cols, kSoftmaxGrain);
-  if (is_f32(x))
-    softmax_forward_f32()(static_cast<const float*>(x.data()), static_cast<float*>(y.mutable_data()),
-                          rows, cols, log, budget.threads());
-  else
-    softmax_forward_f64_ref(static_cast<const double*>(x.data()),
-                            static_cast<double*>(y.mutable_data()), rows, cols, log, budget.threads());
+  ThreadBudget budget(rows * cols, hw::kSoftmaxGrain);
+  if (is_f32(x)) {
+    const SoftmaxForwardParams<float> p{cptr<float>(x), mptr<float>(y), rows, cols, log};
+    softmax_forward_f32()(p, budget.threads());
+  } else {
+    const SoftmaxForwardParams<double> p{cptr<double>(x), mptr<double>(y), rows, cols, log};
+    softmax_forward_f64()(p, budget.threads());
+  }
   return y;
 }
 
@@ -47,14 +47,14 @@ py::array softmax_backward(const py::array& y, const py::array& dy, bool log) {
   rows_cols(y, rows, cols);
   if (rows == 0 || cols == 0) return dx;
   py::gil_scoped_release nogil;
-  ThreadBudget budget(rows * cols, kSoftmaxGrain);
-  if (is_f32(y))
-    softmax_backward_f32()(static_cast<const float*>(y.data()), static_cast<const float*>(dy.data()),
-                           static_cast<float*>(dx.mutable_data()), rows, cols, log, budget.threads());
-  else
-    softmax_backward_f64_ref(static_cast<const double*>(y.data()),
-                             static_cast<const double*>(dy.data()),
-                             static_cast<double*>(dx.mutable_data()), rows, cols, log, budget.threads());
+  ThreadBudget budget(rows * cols, hw::kSoftmaxGrain);
+  if (is_f32(y)) {
+    const SoftmaxBackwardParams<float> p{cptr<float>(y), cptr<float>(dy), mptr<float>(dx), rows, cols, log};
+    softmax_backward_f32()(p, budget.threads());
+  } else {
+    const SoftmaxBackwardParams<double> p{cptr<double>(y), cptr<double>(dy), mptr<double>(dx), rows, cols, log};
+    softmax_backward_f64()(p, budget.threads());
+  }
   return dx;
 }
 

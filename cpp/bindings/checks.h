@@ -5,6 +5,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,11 @@ inline std::string shape_str(const py::array& a) {
 }
 
 inline std::string dtype_str(const py::array& a) { return py::str(a.dtype()).cast<std::string>(); }
+
+// Typed data pointers of an array whose dtype the caller has checked.
+template <typename T> const T* cptr(const py::array& a) { return static_cast<const T*>(a.data()); }
+template <typename T> T* mptr(py::array& a) { return static_cast<T*>(a.mutable_data()); }
+template <typename T> const T* cptr(const std::optional<py::array>& a) { return a ? cptr<T>(*a) : nullptr; }
 
 inline bool is_f32(const py::array& a) { return a.dtype().is(py::dtype::of<float>()); }
 inline bool is_f64(const py::array& a) { return a.dtype().is(py::dtype::of<double>()); }

@@ -5,12 +5,11 @@
 
 namespace deepcalc {
 
-void softmax_forward_f32_avx2(const float* x, float* y, int64_t rows, int64_t cols, bool log, int threads) {
-  softmax_simd::forward<vec256::F32>(x, y, rows, cols, log, threads);
+void softmax_forward_f32_avx2(const SoftmaxForwardParams<float>& p, int threads) {
+  softmax_simd::forward<vec256::F32>(p, threads);
 }
-void softmax_backward_f32_avx2(const float* y, const float* dy, float* dx, int64_t rows,
-                                 int64_t cols, bool log, int threads) {
-  softmax_simd::backward<vec256::F32>(y, dy, dx, rows, cols, log, threads);
+void softmax_backward_f32_avx2(const SoftmaxBackwardParams<float>& p, int threads) {
+  softmax_simd::backward<vec256::F32>(p, threads);
 }
 
 }  // namespace deepcalc

@@ -1,28 +1,29 @@
-// Picks the softmax kernels for this CPU once, from cpu_capability().
+// Picks the softmax kernels for this CPU once, through pick() (common/cpu.h); float64 has only
+// the reference.
 #include "common/cpu.h"
 #include "softmax/softmax.h"
 
 namespace deepcalc {
 
-softmax_forward_f32_fn softmax_forward_f32() {
-  static const softmax_forward_f32_fn fn = [] {
-    switch (cpu_capability()) {
-      case CpuCapability::AVX512: return &softmax_forward_f32_avx512;
-      case CpuCapability::AVX2: return &softmax_forward_f32_avx2;
-      default: return &softmax_forward_f32_ref;
-    }
-  }();
+softmax_forward_fn<float> softmax_forward_f32() {
+  static const auto fn = pick<softmax_forward_fn<float>>(&softmax_forward_f32_avx512,
+                                                         &softmax_forward_f32_avx2, &softmax_forward_f32_ref);
   return fn;
 }
 
-softmax_backward_f32_fn softmax_backward_f32() {
-  static const softmax_backward_f32_fn fn = [] {
-    switch (cpu_capability()) {
-      case CpuCapability::AVX512: return &softmax_backward_f32_avx512;
-      case CpuCapability::AVX2: return &softmax_backward_f32_avx2;
-      default: return &softmax_backward_f32_ref;
-    }
-  }();
+softmax_backward_fn<float> softmax_backward_f32() {
+  static const auto fn = pick<softmax_backward_fn<float>>(&softmax_backward_f32_avx512,
+                                                          &softmax_backward_f32_avx2, &softmax_backward_f32_ref);
+  return fn;
+}
+
+softmax_forward_fn<double> softmax_forward_f64() {
+  static const auto fn = pick<softmax_forward_fn<double>>(nullptr, nullptr, &softmax_forward_f64_ref);
+  return fn;
+}
+
+softmax_backward_fn<double> softmax_backward_f64() {
+  static const auto fn = pick<softmax_backward_fn<double>>(nullptr, nullptr, &softmax_backward_f64_ref);
   return fn;
 }
 

@@ -7,8 +7,13 @@
 namespace deepcalc {
 namespace {
 
+// x, y are (rows, cols)
 template <typename T>
-void forward_ref(const T* x, T* y, int64_t rows, int64_t cols, bool log, int threads) {
+void forward_ref(const SoftmaxForwardParams<T>& p, int threads) {
+  const T* x = p.x;
+  T* y = p.y;
+  const int64_t rows = p.rows, cols = p.cols;
+  const bool log = p.log;
 #pragma omp parallel for num_threads(threads) schedule(static)
   for (int64_t r = 0; r < rows; ++r) {
     const T* xr = x + r * cols;
@@ -28,8 +33,13 @@ void forward_ref(const T* x, T* y, int64_t rows, int64_t cols, bool log, int thr
   }
 }
 
+// y, dy, dx are (rows, cols)
 template <typename T>
-void backward_ref(const T* y, const T* dy, T* dx, int64_t rows, int64_t cols, bool log, int threads) {
+void backward_ref(const SoftmaxBackwardParams<T>& p, int threads) {
+  const T *y = p.y, *dy = p.dy;
+  T* dx = p.dx;
+  const int64_t rows = p.rows, cols = p.cols;
+  const bool log = p.log;
 #pragma omp parallel for num_threads(threads) schedule(static)
   for (int64_t r = 0; r < rows; ++r) {
     const T* yr = y + r * cols;
@@ -48,19 +58,9 @@ void backward_ref(const T* y, const T* dy, T* dx, int64_t rows, int64_t cols, bo
 
 }  // namespace
 
-void softmax_forward_f32_ref(const float* x, float* y, int64_t rows, int64_t cols, bool log, int threads) {
-  forward_ref(x, y, rows, cols, log, threads);
-}
-void softmax_backward_f32_ref(const float* y, const float* dy, float* dx, int64_t rows, int64_t cols,
-                              bool log, int threads) {
-  backward_ref(y, dy, dx, rows, cols, log, threads);
-}
-void softmax_forward_f64_ref(const double* x, double* y, int64_t rows, int64_t cols, bool log, int threads) {
-  forward_ref(x, y, rows, cols, log, threads);
-}
-void softmax_backward_f64_ref(const double* y, const double* dy, double* dx, int64_t rows,
-                              int64_t cols, bool log, int threads) {
-  backward_ref(y, dy, dx, rows, cols, log, threads);
-}
+void softmax_forward_f32_ref(const SoftmaxForwardParams<float>& p, int threads) { forward_ref(p, threads); }
+void softmax_backward_f32_ref(const SoftmaxBackwardParams<float>& p, int threads) { backward_ref(p, threads); }
+void softmax_forward_f64_ref(const SoftmaxForwardParams<double>& p, int threads) { forward_ref(p, threads); }
+void softmax_backward_f64_ref(const SoftmaxBackwardParams<double>& p, int threads) { backward_ref(p, threads); }
 
 }  // namespace deepcalc

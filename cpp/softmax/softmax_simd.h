@@ -5,6 +5,8 @@
 #include <cmath>
 #include <cstdint>
 
+#include "softmax/softmax.h"
+
 namespace deepcalc::softmax_simd {
 
 template <class V>
@@ -44,8 +46,13 @@ void affine(const float* x, float* y, int64_t n, float a, float b) {
   if (j < n) V::store_tail(y + j, V::fmadd(V::load_tail(x + j, n - j, 0.f), va, vb), n - j);
 }
 
+// x, y are (rows, cols)
 template <class V>
-void forward(const float* x, float* y, int64_t rows, int64_t cols, bool log, int threads) {
+void forward(const SoftmaxForwardParams<float>& p, int threads) {
+  const float* x = p.x;
+  float* y = p.y;
+  const int64_t rows = p.rows, cols = p.cols;
+  const bool log = p.log;
 #pragma omp parallel for num_threads(threads) schedule(static)
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = x + r * cols;
@@ -62,9 +69,13 @@ void forward(const float* x, float* y, int64_t rows, int64_t cols, bool log, int
   }
 }
 
+// y, dy, dx are (rows, cols)
 template <class V>
-void backward(const float* y, const float* dy, float* dx, int64_t rows, int64_t cols, bool log,
-              int threads) {
+void backward(const SoftmaxBackwardParams<float>& p, int threads) {
+  const float *y = p.y, *dy = p.dy;
+  float* dx = p.dx;
+  const int64_t rows = p.rows, cols = p.cols;
+  const bool log = p.log;
 #pragma omp parallel for num_threads(threads) schedule(static)
   for (int64_t r = 0; r < rows; ++r) {
     const float* yr = y + r * cols;
