@@ -38,22 +38,19 @@ void require_range(const char* op, const char* name, double v, double lo, double
                           std::to_string(hi) + (hi_open ? ")" : "]") + ", got " + std::to_string(v));
 }
 
-template <typename T> T* ptr(py::array& a) { return static_cast<T*>(a.mutable_data()); }
-template <typename T> const T* cptr(const py::array& a) { return static_cast<const T*>(a.data()); }
-
 template <typename T>
 void adam_impl(py::array& param, const py::array& grad, py::array& m, py::array& v,
                std::optional<py::array>& vmax, const AdamScalars<T>& s) {
   adam_step_fn<T> fn;
   if constexpr (std::is_same_v<T, float>) fn = adam_step_f32();
-  else fn = &adam_step_ref<double>;
-  T* pmax = vmax ? ptr<T>(*vmax) : nullptr;
-  T *p = ptr<T>(param), *pm = ptr<T>(m), *pv = ptr<T>(v);
-  const T* g = cptr<T>(grad);
-  const int64_t n = int64_t(param.size());
+  else fn = adam_step_f64();
+  AdamParams<T> a;
+  a.param = mptr<T>(param), a.grad = cptr<T>(grad), a.exp_avg = mptr<T>(m), a.exp_avg_sq = mptr<T>(v);
+  a.max_exp_avg_sq = vmax ? mptr<T>(*vmax) : nullptr;
+  a.n = int64_t(param.size()), a.s = s;
   py::gil_scoped_release nogil;
   ThreadBudget budget;
-  fn(p, g, pm, pv, pmax, n, s, budget.threads());
+  fn(a, budget.threads());
 }
 
 void adam_step(py::array param, const py::array& grad, py::array exp_avg, py::array exp_avg_sq,
@@ -90,16 +87,15 @@ void sgd_impl(py::array& param, const py::array& grad, std::optional<py::array>&
               double momentum, double dampening, double weight_decay, bool nesterov, bool first_step) {
   sgd_step_fn<T> fn;
   if constexpr (std::is_same_v<T, float>) fn = sgd_step_f32();
-  else fn = &sgd_step_ref<double>;
-  const SgdScalars<T> s{T(weight_decay), T(momentum), T(1.0 - dampening), T(-lr), momentum != 0.0,
-                        nesterov, first_step};
-  T* pb = s.use_momentum ? ptr<T>(*buf) : nullptr;
-  T* p = ptr<T>(param);
-  const T* g = cptr<T>(grad);
-  const int64_t n = int64_t(param.size());
+  else fn = sgd_step_f64();
+  SgdParams<T> a;
+  a.s = {T(weight_decay), T(momentum), T(1.0 - dampening), T(-lr), momentum != 0.0, nesterov, first_step};
+  a.param = mptr<T>(param), a.grad = cptr<T>(grad);
+  a.momentum_buffer = a.s.use_momentum ? mptr<T>(*buf) : nullptr;
+  a.n = int64_t(param.size());
   py::gil_scoped_release nogil;
   ThreadBudget budget;
-  fn(p, g, pb, n, s, budget.threads());
+  fn(a, budget.threads());
 }
 
 void sgd_step(py::array param, const py::array& grad, std::optional<py::array> momentum_buffer,

@@ -35,33 +35,49 @@ struct SgdScalars {
   bool use_momentum, nesterov, first_step;
 };
 
-// param, grad, exp_avg, exp_avg_sq (and max_exp_avg_sq, amsgrad only; else null) are (n).
+// One Adam/AdamW step in place: param, grad, exp_avg, exp_avg_sq (and max_exp_avg_sq, amsgrad
+// only; else null) are contiguous (n).
 template <typename T>
-using adam_step_fn = void (*)(T* param, const T* grad, T* exp_avg, T* exp_avg_sq, T* max_exp_avg_sq,
-                              int64_t n, const AdamScalars<T>& s, int threads);
-// param, grad, momentum_buffer (null when momentum == 0) are (n).
+struct AdamParams {
+  T* param = nullptr;
+  const T* grad = nullptr;
+  T* exp_avg = nullptr;
+  T* exp_avg_sq = nullptr;
+  T* max_exp_avg_sq = nullptr;
+  int64_t n = 0;
+  AdamScalars<T> s{};
+};
+
+// One SGD step in place: param, grad, momentum_buffer (null when momentum == 0) are contiguous (n).
 template <typename T>
-using sgd_step_fn = void (*)(T* param, const T* grad, T* momentum_buffer, int64_t n,
-                             const SgdScalars<T>& s, int threads);
+struct SgdParams {
+  T* param = nullptr;
+  const T* grad = nullptr;
+  T* momentum_buffer = nullptr;
+  int64_t n = 0;
+  SgdScalars<T> s{};
+};
+
+template <typename T>
+using adam_step_fn = void (*)(const AdamParams<T>& p, int threads);
+template <typename T>
+using sgd_step_fn = void (*)(const SgdParams<T>& p, int threads);
 
 // Scalar reference kernels (always built; define correctness); float64 uses only these.
 template <typename T>
-void adam_step_ref(T* param, const T* grad, T* exp_avg, T* exp_avg_sq, T* max_exp_avg_sq, int64_t n,
-                   const AdamScalars<T>& s, int threads);
+void adam_step_ref(const AdamParams<T>& p, int threads);
 template <typename T>
-void sgd_step_ref(T* param, const T* grad, T* momentum_buffer, int64_t n, const SgdScalars<T>& s,
-                  int threads);
+void sgd_step_ref(const SgdParams<T>& p, int threads);
 
-void adam_step_f32_avx2(float*, const float*, float*, float*, float*, int64_t, const AdamScalars<float>&, int);
-void adam_step_f32_avx512(float*, const float*, float*, float*, float*, int64_t, const AdamScalars<float>&, int);
-void sgd_step_f32_avx2(float*, const float*, float*, int64_t, const SgdScalars<float>&, int);
-void sgd_step_f32_avx512(float*, const float*, float*, int64_t, const SgdScalars<float>&, int);
+void adam_step_f32_avx2(const AdamParams<float>& p, int threads);
+void adam_step_f32_avx512(const AdamParams<float>& p, int threads);
+void sgd_step_f32_avx2(const SgdParams<float>& p, int threads);
+void sgd_step_f32_avx512(const SgdParams<float>& p, int threads);
 
-// Chosen once from cpu_capability().
+// Chosen once from cpu_capability() (optim_dispatch.cpp).
 adam_step_fn<float> adam_step_f32();
+adam_step_fn<double> adam_step_f64();
 sgd_step_fn<float> sgd_step_f32();
-
-// Below this many elements a step runs on one thread (a parallel region costs more than it saves).
-constexpr int64_t kOptimParallelMin = 1 << 16;
+sgd_step_fn<double> sgd_step_f64();
 
 }  // namespace deepcalc

@@ -5,13 +5,11 @@
 
 namespace deepcalc {
 
-void adam_step_f32_avx512(float* param, const float* grad, float* exp_avg, float* exp_avg_sq,
-                          float* max_exp_avg_sq, int64_t n, const AdamScalars<float>& s, int threads) {
-  optim_simd::adam_step<vec512::F32>(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, n, s, threads);
+void adam_step_f32_avx512(const AdamParams<float>& p, int threads) {
+  optim_simd::adam_step<vec512::F32>(p, threads);
 }
-void sgd_step_f32_avx512(float* param, const float* grad, float* momentum_buffer, int64_t n,
-                         const SgdScalars<float>& s, int threads) {
-  optim_simd::sgd_step<vec512::F32>(param, grad, momentum_buffer, n, s, threads);
+void sgd_step_f32_avx512(const SgdParams<float>& p, int threads) {
+  optim_simd::sgd_step<vec512::F32>(p, threads);
 }
 
 }  // namespace deepcalc

@@ -2,15 +2,19 @@
 // one torch op of the single-tensor implementation, in torch's order, in the parameter's precision.
 #include <cmath>
 
+#include "common/hw.h"
 #include "optim/optim.h"
 
 namespace deepcalc {
 
 // param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq are (n)
 template <typename T>
-void adam_step_ref(T* param, const T* grad, T* exp_avg, T* exp_avg_sq, T* max_exp_avg_sq, int64_t n,
-                   const AdamScalars<T>& s, int threads) {
-#pragma omp parallel for num_threads(threads) schedule(static) if (n >= kOptimParallelMin)
+void adam_step_ref(const AdamParams<T>& a, int threads) {
+  T *param = a.param, *exp_avg = a.exp_avg, *exp_avg_sq = a.exp_avg_sq, *max_exp_avg_sq = a.max_exp_avg_sq;
+  const T* grad = a.grad;
+  const int64_t n = a.n;
+  const AdamScalars<T>& s = a.s;
+#pragma omp parallel for num_threads(threads) schedule(static) if (n >= hw::kOptimParallelMin)
   for (int64_t i = 0; i < n; ++i) {
     T p = param[i] * s.decay;                     // AdamW: param.mul_(1 - lr*wd)
     const T g = s.wd != T(0) ? grad[i] + s.wd * p : grad[i];  // Adam: grad.add(param, alpha=wd)
@@ -32,9 +36,12 @@ void adam_step_ref(T* param, const T* grad, T* exp_avg, T* exp_avg_sq, T* max_ex
 
 // param, grad, momentum_buffer are (n)
 template <typename T>
-void sgd_step_ref(T* param, const T* grad, T* momentum_buffer, int64_t n, const SgdScalars<T>& s,
-                  int threads) {
-#pragma omp parallel for num_threads(threads) schedule(static) if (n >= kOptimParallelMin)
+void sgd_step_ref(const SgdParams<T>& a, int threads) {
+  T *param = a.param, *momentum_buffer = a.momentum_buffer;
+  const T* grad = a.grad;
+  const int64_t n = a.n;
+  const SgdScalars<T>& s = a.s;
+#pragma omp parallel for num_threads(threads) schedule(static) if (n >= hw::kOptimParallelMin)
   for (int64_t i = 0; i < n; ++i) {
     T g = s.wd != T(0) ? grad[i] + s.wd * param[i] : grad[i];  // grad.add(param, alpha=wd)
     if (s.use_momentum) {
@@ -46,11 +53,9 @@ void sgd_step_ref(T* param, const T* grad, T* momentum_buffer, int64_t n, const 
   }
 }
 
-template void adam_step_ref<float>(float*, const float*, float*, float*, float*, int64_t,
-                                   const AdamScalars<float>&, int);
-template void adam_step_ref<double>(double*, const double*, double*, double*, double*, int64_t,
-                                    const AdamScalars<double>&, int);
-template void sgd_step_ref<float>(float*, const float*, float*, int64_t, const SgdScalars<float>&, int);
-template void sgd_step_ref<double>(double*, const double*, double*, int64_t, const SgdScalars<double>&, int);
+template void adam_step_ref<float>(const AdamParams<float>&, int);
+template void adam_step_ref<double>(const AdamParams<double>&, int);
+template void sgd_step_ref<float>(const SgdParams<float>&, int);
+template void sgd_step_ref<double>(const SgdParams<double>&, int);
 
 }  // namespace deepcalc

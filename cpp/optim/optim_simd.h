@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 
+#include "common/hw.h"
 #include "optim/optim.h"
 
 namespace deepcalc::optim_simd {
@@ -38,10 +39,13 @@ void adam_lanes(float* param, const float* grad, float* exp_avg, float* exp_avg_
 
 // param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq (or null) are (n)
 template <class V>
-void adam_step(float* param, const float* grad, float* exp_avg, float* exp_avg_sq, float* vmax,
-               int64_t n, const AdamScalars<float>& s, int threads) {
+void adam_step(const AdamParams<float>& a, int threads) {
+  float *param = a.param, *exp_avg = a.exp_avg, *exp_avg_sq = a.exp_avg_sq, *vmax = a.max_exp_avg_sq;
+  const float* grad = a.grad;
+  const int64_t n = a.n;
+  const AdamScalars<float>& s = a.s;
   const int64_t full = n / V::width * V::width;
-#pragma omp parallel for num_threads(threads) schedule(static) if (n >= kOptimParallelMin)
+#pragma omp parallel for num_threads(threads) schedule(static) if (n >= hw::kOptimParallelMin)
   for (int64_t i = 0; i < full; i += V::width)
     adam_lanes<V>(param, grad, exp_avg, exp_avg_sq, vmax, i, V::width, s);
   if (full < n) adam_lanes<V>(param, grad, exp_avg, exp_avg_sq, vmax, full, n - full, s);
@@ -68,9 +72,13 @@ void sgd_lanes(float* param, const float* grad, float* buf, int64_t i, int64_t k
 
 // param, grad, momentum_buffer (or null) are (n)
 template <class V>
-void sgd_step(float* param, const float* grad, float* buf, int64_t n, const SgdScalars<float>& s, int threads) {
+void sgd_step(const SgdParams<float>& a, int threads) {
+  float *param = a.param, *buf = a.momentum_buffer;
+  const float* grad = a.grad;
+  const int64_t n = a.n;
+  const SgdScalars<float>& s = a.s;
   const int64_t full = n / V::width * V::width;
-#pragma omp parallel for num_threads(threads) schedule(static) if (n >= kOptimParallelMin)
+#pragma omp parallel for num_threads(threads) schedule(static) if (n >= hw::kOptimParallelMin)
   for (int64_t i = 0; i < full; i += V::width) sgd_lanes<V>(param, grad, buf, i, V::width, s);
   if (full < n) sgd_lanes<V>(param, grad, buf, full, n - full, s);
 }
