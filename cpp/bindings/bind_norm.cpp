@@ -1,5 +1,5 @@
 // Bindings for BatchNorm / LayerNorm: validate shapes and dtypes, allocate outputs, release the GIL
-// and call the float32 dispatch (or the float64 reference kernels). The Python autodiff layer
+// and call the kernels of cpp/norm/ (float64 runs the reference). The Python autodiff layer
 // calls these names; the contract of each is in its docstring.
 #include <pybind11/stl.h>
 
@@ -8,17 +8,16 @@
 #include <optional>
 
 #include "bindings/checks.h"
+#include "common/hw.h"
 #include "common/threads.h"
 #include "norm/norm.h"
 
 namespace deepcalc::bind {
 namespace {
 
-constexpr int64_t kNormGrain = 32768;  // elements per thread, at least
-
 using OptArray = std::optional<py::array>;
 
-// The kernels for one dtype: float32 picks the ISA path, float64 runs the reference.
+// The dispatched kernels for one dtype.
 template <typename T> struct NormKernels;
 template <> struct NormKernels<float> {
   static auto bn_train() { return batchnorm_forward_train_f32(); }
@@ -28,16 +27,12 @@ template <> struct NormKernels<float> {
   static auto ln_backward() { return layernorm_backward_f32(); }
 };
 template <> struct NormKernels<double> {
-  static auto bn_train() { return &batchnorm_forward_train_ref<double>; }
-  static auto bn_eval() { return &batchnorm_forward_eval_ref<double>; }
-  static auto bn_backward() { return &batchnorm_backward_ref<double>; }
-  static auto ln_forward() { return &layernorm_forward_ref<double>; }
-  static auto ln_backward() { return &layernorm_backward_ref<double>; }
+  static auto bn_train() { return batchnorm_forward_train_f64(); }
+  static auto bn_eval() { return batchnorm_forward_eval_f64(); }
+  static auto bn_backward() { return batchnorm_backward_f64(); }
+  static auto ln_forward() { return layernorm_forward_f64(); }
+  static auto ln_backward() { return layernorm_backward_f64(); }
 };
-
-template <typename T> const T* cptr(const py::array& a) { return static_cast<const T*>(a.data()); }
-template <typename T> T* mptr(py::array& a) { return static_cast<T*>(a.mutable_data()); }
-template <typename T> const T* cptr(const OptArray& a) { return a ? cptr<T>(*a) : nullptr; }
 
 py::array empty_of(const py::array& like, std::vector<py::ssize_t> shape) {
   return new_array(like.dtype(), shape);
@@ -71,9 +66,12 @@ py::tuple bn_train_impl(const py::array& x, const OptArray& gamma, const OptArra
   if (C == 0) return py::make_tuple(y, mean, invstd);  // no channels: empty results, as torch
   {
     py::gil_scoped_release nogil;
-    ThreadBudget budget(N * C * L, kNormGrain);
-    NormKernels<T>::bn_train()(cptr<T>(x), cptr<T>(gamma), cptr<T>(beta), mptr<T>(y), mptr<T>(mean),
-                               mptr<T>(invstd), N, C, L, eps, budget.threads());
+    ThreadBudget budget(N * C * L, hw::kNormGrain);
+    NormForwardParams<T> p;
+    p.x = cptr<T>(x), p.gamma = cptr<T>(gamma), p.beta = cptr<T>(beta);
+    p.y = mptr<T>(y), p.mean = mptr<T>(mean), p.invstd = mptr<T>(invstd);
+    p.N = N, p.C = C, p.L = L, p.eps = eps;
+    NormKernels<T>::bn_train()(p, budget.threads());
   }
   return py::make_tuple(y, mean, invstd);
 }
@@ -136,9 +134,12 @@ py::array bn_eval_impl(const py::array& x, const py::array& rm, const py::array&
   py::array y = empty_like(x);
   if (x.size() == 0) return y;
   py::gil_scoped_release nogil;
-  ThreadBudget budget(N * C * L, kNormGrain);
-  NormKernels<T>::bn_eval()(cptr<T>(x), cptr<T>(rm), cptr<T>(rv), cptr<T>(gamma), cptr<T>(beta),
-                            mptr<T>(y), N, C, L, eps, budget.threads());
+  ThreadBudget budget(N * C * L, hw::kNormGrain);
+  NormForwardParams<T> p;
+  p.x = cptr<T>(x), p.running_mean = cptr<T>(rm), p.running_var = cptr<T>(rv);
+  p.gamma = cptr<T>(gamma), p.beta = cptr<T>(beta), p.y = mptr<T>(y);
+  p.N = N, p.C = C, p.L = L, p.eps = eps;
+  NormKernels<T>::bn_eval()(p, budget.threads());
   return y;
 }
 
@@ -172,9 +173,12 @@ py::tuple bn_backward_impl(const py::array& dy, const py::array& x, const py::ar
   if (C == 0) return py::make_tuple(dx, dgamma, dbeta);  // no channels: empty results
   {
     py::gil_scoped_release nogil;
-    ThreadBudget budget(N * C * L, kNormGrain);
-    NormKernels<T>::bn_backward()(cptr<T>(dy), cptr<T>(x), cptr<T>(mean), cptr<T>(invstd),
-                                  cptr<T>(gamma), mptr<T>(dx), pg, pb, N, C, L, budget.threads());
+    ThreadBudget budget(N * C * L, hw::kNormGrain);
+    NormBackwardParams<T> p;
+    p.dy = cptr<T>(dy), p.x = cptr<T>(x), p.mean = cptr<T>(mean), p.invstd = cptr<T>(invstd);
+    p.gamma = cptr<T>(gamma), p.dx = mptr<T>(dx), p.dgamma = pg, p.dbeta = pb;
+    p.N = N, p.C = C, p.L = L;
+    NormKernels<T>::bn_backward()(p, budget.threads());
   }
   return py::make_tuple(dx, dgamma, dbeta);
 }
@@ -222,9 +226,12 @@ py::tuple ln_forward_impl(const py::array& x, const OptArray& gamma, const OptAr
   }
   {
     py::gil_scoped_release nogil;
-    ThreadBudget budget(R * C, kNormGrain);
-    NormKernels<T>::ln_forward()(cptr<T>(x), cptr<T>(gamma), cptr<T>(beta), mptr<T>(y), mptr<T>(mean),
-                                 mptr<T>(invstd), R, C, eps, budget.threads());
+    ThreadBudget budget(R * C, hw::kNormGrain);
+    NormForwardParams<T> p;
+    p.x = cptr<T>(x), p.gamma = cptr<T>(gamma), p.beta = cptr<T>(beta);
+    p.y = mptr<T>(y), p.mean = mptr<T>(mean), p.invstd = mptr<T>(invstd);
+    p.N = R, p.C = C, p.eps = eps;
+    NormKernels<T>::ln_forward()(p, budget.threads());
   }
   return py::make_tuple(y, mean, invstd);
 }
@@ -254,9 +261,12 @@ py::tuple ln_backward_impl(const py::array& dy, const py::array& x, const py::ar
   if (C == 0) return py::make_tuple(dx, dgamma, dbeta);  // no features: empty results
   {
     py::gil_scoped_release nogil;
-    ThreadBudget budget(R * C, kNormGrain);
-    NormKernels<T>::ln_backward()(cptr<T>(dy), cptr<T>(x), cptr<T>(mean), cptr<T>(invstd),
-                                  cptr<T>(gamma), mptr<T>(dx), pg, pb, R, C, budget.threads());
+    ThreadBudget budget(R * C, hw::kNormGrain);
+    NormBackwardParams<T> p;
+    p.dy = cptr<T>(dy), p.x = cptr<T>(x), p.mean = cptr<T>(mean), p.invstd = cptr<T>(invstd);
+    p.gamma = cptr<T>(gamma), p.dx = mptr<T>(dx), p.dgamma = pg, p.dbeta = pb;
+    p.N = R, p.C = C;
+    NormKernels<T>::ln_backward()(p, budget.threads());
   }
   return py::make_tuple(dx, dgamma, dbeta);
 }

@@ -7,64 +7,77 @@
 
 namespace deepcalc {
 
-// Forward, training mode. x, y are (N, C, L); gamma/beta (C) or null (treated as 1 / 0);
-// mean/invstd (C) receive the batch mean and 1/sqrt(biased var + eps) over N and L.
+// Forward. BatchNorm: x, y are (N, C, L); gamma/beta (C) or null (treated as 1 / 0).
+//   train: mean/invstd (C) receive the batch mean and 1/sqrt(biased var + eps) over N and L.
+//   eval:  y = (x - running_mean) / sqrt(running_var + eps) * gamma + beta (mean/invstd unused).
+// LayerNorm: x, y are (N, C), each of the N rows normalized over its C values (L unused);
+//   gamma/beta (C) or null; mean/invstd (N).
 template <typename T>
-using batchnorm_forward_train_fn = void (*)(const T* x, const T* gamma, const T* beta, T* y, T* mean,
-                                            T* invstd, int64_t N, int64_t C, int64_t L, double eps,
-                                            int threads);
-// Forward, eval mode: y = (x - running_mean) / sqrt(running_var + eps) * gamma + beta.
+struct NormForwardParams {
+  const T* x = nullptr;
+  const T* gamma = nullptr;
+  const T* beta = nullptr;
+  T* y = nullptr;
+  T* mean = nullptr;
+  T* invstd = nullptr;
+  const T* running_mean = nullptr;
+  const T* running_var = nullptr;
+  int64_t N = 0, C = 0, L = 1;
+  double eps = 0;
+};
+
+// Backward through the statistics; dgamma/dbeta may be null.
+// BatchNorm (N, C, L), per channel over N and L, with k = gamma*invstd:
+//   dx = k*(dy - mean(dy) - xhat*mean(dy*xhat)), dgamma = sum(dy*xhat), dbeta = sum(dy).
+// LayerNorm (N, C), per row with g = gamma*dy, mean/invstd (N):
+//   dx = invstd*(g - mean(g) - xhat*mean(g*xhat)); dgamma, dbeta summed over rows as above.
 template <typename T>
-using batchnorm_forward_eval_fn = void (*)(const T* x, const T* running_mean, const T* running_var,
-                                           const T* gamma, const T* beta, T* y, int64_t N, int64_t C,
-                                           int64_t L, double eps, int threads);
-// Backward through the batch statistics. dx = gamma*invstd*(dy - mean(dy) - xhat*mean(dy*xhat)),
-// dgamma = sum(dy*xhat), dbeta = sum(dy) (per channel over N and L). dgamma/dbeta may be null.
+struct NormBackwardParams {
+  const T* dy = nullptr;
+  const T* x = nullptr;
+  const T* mean = nullptr;
+  const T* invstd = nullptr;
+  const T* gamma = nullptr;
+  T* dx = nullptr;
+  T* dgamma = nullptr;
+  T* dbeta = nullptr;
+  int64_t N = 0, C = 0, L = 1;
+};
+
 template <typename T>
-using batchnorm_backward_fn = void (*)(const T* dy, const T* x, const T* mean, const T* invstd,
-                                       const T* gamma, T* dx, T* dgamma, T* dbeta, int64_t N,
-                                       int64_t C, int64_t L, int threads);
-// LayerNorm over the last axis: x, y are (R, C); gamma/beta (C) or null; mean/invstd (R).
+using norm_forward_fn = void (*)(const NormForwardParams<T>& p, int threads);
 template <typename T>
-using layernorm_forward_fn = void (*)(const T* x, const T* gamma, const T* beta, T* y, T* mean,
-                                      T* invstd, int64_t R, int64_t C, double eps, int threads);
-// dx = invstd*(g - mean(g) - xhat*mean(g*xhat)) with g = gamma*dy (means over the row);
-// dgamma = sum over rows of dy*xhat, dbeta = sum over rows of dy. dgamma/dbeta may be null.
-template <typename T>
-using layernorm_backward_fn = void (*)(const T* dy, const T* x, const T* mean, const T* invstd,
-                                       const T* gamma, T* dx, T* dgamma, T* dbeta, int64_t R,
-                                       int64_t C, int threads);
+using norm_backward_fn = void (*)(const NormBackwardParams<T>& p, int threads);
 
 // Scalar reference kernels (always built; define correctness); float64 uses only these.
-template <typename T> void batchnorm_forward_train_ref(const T*, const T*, const T*, T*, T*, T*, int64_t, int64_t, int64_t, double, int);
-template <typename T> void batchnorm_forward_eval_ref(const T*, const T*, const T*, const T*, const T*, T*, int64_t, int64_t, int64_t, double, int);
-template <typename T> void batchnorm_backward_ref(const T*, const T*, const T*, const T*, const T*, T*, T*, T*, int64_t, int64_t, int64_t, int);
-template <typename T> void layernorm_forward_ref(const T*, const T*, const T*, T*, T*, T*, int64_t, int64_t, double, int);
-template <typename T> void layernorm_backward_ref(const T*, const T*, const T*, const T*, const T*, T*, T*, T*, int64_t, int64_t, int);
+template <typename T> void batchnorm_forward_train_ref(const NormForwardParams<T>& p, int threads);
+template <typename T> void batchnorm_forward_eval_ref(const NormForwardParams<T>& p, int threads);
+template <typename T> void batchnorm_backward_ref(const NormBackwardParams<T>& p, int threads);
+template <typename T> void layernorm_forward_ref(const NormForwardParams<T>& p, int threads);
+template <typename T> void layernorm_backward_ref(const NormBackwardParams<T>& p, int threads);
 
-// float32 kernels per instruction set, chosen once by the accessors below.
-#define DEEPCALC_NORM_DECLARE(isa)                                                                 \
-  void batchnorm_forward_train_f32_##isa(const float*, const float*, const float*, float*, float*, \
-                                         float*, int64_t, int64_t, int64_t, double, int);         \
-  void batchnorm_forward_eval_f32_##isa(const float*, const float*, const float*, const float*,    \
-                                        const float*, float*, int64_t, int64_t, int64_t, double,  \
-                                        int);                                                      \
-  void batchnorm_backward_f32_##isa(const float*, const float*, const float*, const float*,        \
-                                    const float*, float*, float*, float*, int64_t, int64_t,        \
-                                    int64_t, int);                                                 \
-  void layernorm_forward_f32_##isa(const float*, const float*, const float*, float*, float*,       \
-                                   float*, int64_t, int64_t, double, int);                         \
-  void layernorm_backward_f32_##isa(const float*, const float*, const float*, const float*,        \
-                                    const float*, float*, float*, float*, int64_t, int64_t, int);
+// float32 kernels per instruction set (norm_simd.h).
+#define DEEPCALC_NORM_DECLARE(isa)                                                       \
+  void batchnorm_forward_train_f32_##isa(const NormForwardParams<float>& p, int threads); \
+  void batchnorm_forward_eval_f32_##isa(const NormForwardParams<float>& p, int threads);  \
+  void batchnorm_backward_f32_##isa(const NormBackwardParams<float>& p, int threads);     \
+  void layernorm_forward_f32_##isa(const NormForwardParams<float>& p, int threads);       \
+  void layernorm_backward_f32_##isa(const NormBackwardParams<float>& p, int threads);
 DEEPCALC_NORM_DECLARE(avx2)
 DEEPCALC_NORM_DECLARE(avx512)
 #undef DEEPCALC_NORM_DECLARE
 
-batchnorm_forward_train_fn<float> batchnorm_forward_train_f32();
-batchnorm_forward_eval_fn<float> batchnorm_forward_eval_f32();
-batchnorm_backward_fn<float> batchnorm_backward_f32();
-layernorm_forward_fn<float> layernorm_forward_f32();
-layernorm_backward_fn<float> layernorm_backward_f32();
+// Chosen once from cpu_capability() (norm_dispatch.cpp).
+norm_forward_fn<float> batchnorm_forward_train_f32();
+norm_forward_fn<float> batchnorm_forward_eval_f32();
+norm_backward_fn<float> batchnorm_backward_f32();
+norm_forward_fn<float> layernorm_forward_f32();
+norm_backward_fn<float> layernorm_backward_f32();
+norm_forward_fn<double> batchnorm_forward_train_f64();
+norm_forward_fn<double> batchnorm_forward_eval_f64();
+norm_backward_fn<double> batchnorm_backward_f64();
+norm_forward_fn<double> layernorm_forward_f64();
+norm_backward_fn<double> layernorm_backward_f64();
 
 // Running statistics after a training-mode forward, torch's rule, in place: with M values per
 // channel and the biased batch variance var = 1/invstd^2 - eps,

@@ -1,26 +1,27 @@
-// Picks the float32 BatchNorm / LayerNorm kernels for this CPU once, from cpu_capability().
+// Picks the BatchNorm / LayerNorm kernels for this CPU once, through pick() (common/cpu.h);
+// float64 has only the reference.
 #include "common/cpu.h"
 #include "norm/norm.h"
 
 namespace deepcalc {
 
-#define DEEPCALC_NORM_PICK(name)                                                   \
-  name##_fn<float> name##_f32() {                                                  \
-    static const name##_fn<float> fn = [] {                                        \
-      switch (cpu_capability()) {                                                  \
-        case CpuCapability::AVX512: return &name##_f32_avx512;                     \
-        case CpuCapability::AVX2: return &name##_f32_avx2;                         \
-        default: return static_cast<name##_fn<float>>(&name##_ref<float>);         \
-      }                                                                            \
-    }();                                                                           \
-    return fn;                                                                     \
+// name_f32() picks among the ISA kernels, name_f64() is the reference.
+#define DEEPCALC_NORM_PICK(name, fn_type)                                                   \
+  fn_type<float> name##_f32() {                                                             \
+    static const auto fn = pick<fn_type<float>>(&name##_f32_avx512, &name##_f32_avx2,       \
+                                                &name##_ref<float>);                        \
+    return fn;                                                                              \
+  }                                                                                         \
+  fn_type<double> name##_f64() {                                                            \
+    static const auto fn = pick<fn_type<double>>(nullptr, nullptr, &name##_ref<double>);    \
+    return fn;                                                                              \
   }
 
-DEEPCALC_NORM_PICK(batchnorm_forward_train)
-DEEPCALC_NORM_PICK(batchnorm_forward_eval)
-DEEPCALC_NORM_PICK(batchnorm_backward)
-DEEPCALC_NORM_PICK(layernorm_forward)
-DEEPCALC_NORM_PICK(layernorm_backward)
+DEEPCALC_NORM_PICK(batchnorm_forward_train, norm_forward_fn)
+DEEPCALC_NORM_PICK(batchnorm_forward_eval, norm_forward_fn)
+DEEPCALC_NORM_PICK(batchnorm_backward, norm_backward_fn)
+DEEPCALC_NORM_PICK(layernorm_forward, norm_forward_fn)
+DEEPCALC_NORM_PICK(layernorm_backward, norm_backward_fn)
 #undef DEEPCALC_NORM_PICK
 
 }  // namespace deepcalc

@@ -13,8 +13,11 @@ namespace deepcalc {
 
 // x, y are (N, C, L); gamma/beta, mean/invstd are (C)
 template <typename T>
-void batchnorm_forward_train_ref(const T* x, const T* gamma, const T* beta, T* y, T* mean, T* invstd,
-                                 int64_t N, int64_t C, int64_t L, double eps, int threads) {
+void batchnorm_forward_train_ref(const NormForwardParams<T>& p, int threads) {
+  const T *x = p.x, *gamma = p.gamma, *beta = p.beta;
+  T *y = p.y, *mean = p.mean, *invstd = p.invstd;
+  const int64_t N = p.N, C = p.C, L = p.L;
+  const double eps = p.eps;
 #pragma omp parallel for num_threads(threads) schedule(static)
   for (int64_t c = 0; c < C; ++c) {
     const double p = norm_pivot(x + c * L, N, C * L);
@@ -40,9 +43,12 @@ void batchnorm_forward_train_ref(const T* x, const T* gamma, const T* beta, T* y
 
 // x, y are (N, C, L); running_mean/var, gamma/beta are (C)
 template <typename T>
-void batchnorm_forward_eval_ref(const T* x, const T* running_mean, const T* running_var,
-                                const T* gamma, const T* beta, T* y, int64_t N, int64_t C, int64_t L,
-                                double eps, int threads) {
+void batchnorm_forward_eval_ref(const NormForwardParams<T>& p, int threads) {
+  const T *x = p.x, *running_mean = p.running_mean, *running_var = p.running_var, *gamma = p.gamma,
+          *beta = p.beta;
+  T* y = p.y;
+  const int64_t N = p.N, C = p.C, L = p.L;
+  const double eps = p.eps;
 #pragma omp parallel for num_threads(threads) schedule(static)
   for (int64_t nc = 0; nc < N * C; ++nc) {
     const int64_t c = nc % C;
@@ -55,8 +61,10 @@ void batchnorm_forward_eval_ref(const T* x, const T* running_mean, const T* runn
 
 // dy, x, dx are (N, C, L); mean/invstd/gamma, dgamma/dbeta are (C)
 template <typename T>
-void batchnorm_backward_ref(const T* dy, const T* x, const T* mean, const T* invstd, const T* gamma,
-                            T* dx, T* dgamma, T* dbeta, int64_t N, int64_t C, int64_t L, int threads) {
+void batchnorm_backward_ref(const NormBackwardParams<T>& p, int threads) {
+  const T *dy = p.dy, *x = p.x, *mean = p.mean, *invstd = p.invstd, *gamma = p.gamma;
+  T *dx = p.dx, *dgamma = p.dgamma, *dbeta = p.dbeta;
+  const int64_t N = p.N, C = p.C, L = p.L;
 #pragma omp parallel for num_threads(threads) schedule(static)
   for (int64_t c = 0; c < C; ++c) {
     const double mu = mean[c], is = invstd[c], m = double(N * L);
@@ -83,8 +91,11 @@ void batchnorm_backward_ref(const T* dy, const T* x, const T* mean, const T* inv
 
 // x, y are (R, C); gamma/beta are (C); mean/invstd are (R)
 template <typename T>
-void layernorm_forward_ref(const T* x, const T* gamma, const T* beta, T* y, T* mean, T* invstd,
-                           int64_t R, int64_t C, double eps, int threads) {
+void layernorm_forward_ref(const NormForwardParams<T>& p, int threads) {
+  const T *x = p.x, *gamma = p.gamma, *beta = p.beta;
+  T *y = p.y, *mean = p.mean, *invstd = p.invstd;
+  const int64_t R = p.N, C = p.C;
+  const double eps = p.eps;
 #pragma omp parallel for num_threads(threads) schedule(static)
   for (int64_t r = 0; r < R; ++r) {
     const T* xr = x + r * C;
@@ -107,8 +118,10 @@ void layernorm_forward_ref(const T* x, const T* gamma, const T* beta, T* y, T* m
 
 // dy, x, dx are (R, C); mean/invstd are (R); gamma, dgamma/dbeta are (C)
 template <typename T>
-void layernorm_backward_ref(const T* dy, const T* x, const T* mean, const T* invstd, const T* gamma,
-                            T* dx, T* dgamma, T* dbeta, int64_t R, int64_t C, int threads) {
+void layernorm_backward_ref(const NormBackwardParams<T>& p, int threads) {
+  const T *dy = p.dy, *x = p.x, *mean = p.mean, *invstd = p.invstd, *gamma = p.gamma;
+  T *dx = p.dx, *dgamma = p.dgamma, *dbeta = p.dbeta;
+  const int64_t R = p.N, C = p.C;
   // dgamma/dbeta: one partial row per thread, summed after the parallel region (no atomics).
   std::vector<double> partial(size_t(threads) * 2 * C, 0.0);
 #pragma omp parallel num_threads(threads)
@@ -145,17 +158,12 @@ void layernorm_backward_ref(const T* dy, const T* x, const T* mean, const T* inv
   }
 }
 
-#define DEEPCALC_NORM_REF_INSTANTIATE(T)                                                            \
-  template void batchnorm_forward_train_ref<T>(const T*, const T*, const T*, T*, T*, T*, int64_t,   \
-                                               int64_t, int64_t, double, int);                      \
-  template void batchnorm_forward_eval_ref<T>(const T*, const T*, const T*, const T*, const T*, T*, \
-                                              int64_t, int64_t, int64_t, double, int);              \
-  template void batchnorm_backward_ref<T>(const T*, const T*, const T*, const T*, const T*, T*, T*, \
-                                          T*, int64_t, int64_t, int64_t, int);                      \
-  template void layernorm_forward_ref<T>(const T*, const T*, const T*, T*, T*, T*, int64_t,         \
-                                         int64_t, double, int);                                     \
-  template void layernorm_backward_ref<T>(const T*, const T*, const T*, const T*, const T*, T*, T*, \
-                                          T*, int64_t, int64_t, int);
+#define DEEPCALC_NORM_REF_INSTANTIATE(T)                                             \
+  template void batchnorm_forward_train_ref<T>(const NormForwardParams<T>&, int); \
+  template void batchnorm_forward_eval_ref<T>(const NormForwardParams<T>&, int);  \
+  template void batchnorm_backward_ref<T>(const NormBackwardParams<T>&, int);     \
+  template void layernorm_forward_ref<T>(const NormForwardParams<T>&, int);       \
+  template void layernorm_backward_ref<T>(const NormBackwardParams<T>&, int);
 DEEPCALC_NORM_REF_INSTANTIATE(float)
 DEEPCALC_NORM_REF_INSTANTIATE(double)
 #undef DEEPCALC_NORM_REF_INSTANTIATE

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "common/hw.h"
 #include "norm/norm.h"
 
 namespace deepcalc::norm_simd {
@@ -17,8 +18,10 @@ namespace deepcalc::norm_simd {
 // partial carries at most ~kFold ulps of rounding whatever N is (mean 1e4, N = 1e6 stays exact
 // to ~1e-7). For (N, C) BatchNorm this is also the row-chunk height.
 constexpr int kFold = 64;
-// (N, C) BatchNorm: f32 partials for at most kBlock channels (8 KiB) stay in L1 while rows stream.
+// (N, C) BatchNorm: f32 partials for at most kBlock channels (two sums, 8 KiB, a quarter of L1d)
+// stay in L1 while rows stream.
 constexpr int64_t kBlock = 1024;
+static_assert(2 * kBlock * int64_t(sizeof(float)) <= hw::kL1dBytes / 4, "kBlock partials outgrow L1d");
 
 template <class V>
 double lanes_sum(typename V::reg v) {
@@ -229,9 +232,8 @@ void stream_rows_backwards(int64_t n0, int64_t n1, int64_t C, float* out, F f) {
 // pass (and a repeated call) finds them. Measured at (4096, 1024), 2 threads, alternating runs
 // (ms, medians): fwd 1.01 -> 0.80, bwd 1.86 -> 1.23. Smaller outputs stay cached for the op
 // that reads them. out comes from the bindings' allocator, so it is at least float-aligned.
-constexpr int64_t kL2Bytes = int64_t(2) << 20;  // per core (Zen 4)
 inline bool stream_output(int64_t N, int64_t C, int threads) {
-  return N * C * int64_t(sizeof(float)) > threads * kL2Bytes;
+  return N * C * int64_t(sizeof(float)) > threads * hw::kL2Bytes;
 }
 
 // norm_pivot for every channel of (N, C) at once, row by row: the same double sums in the same
@@ -577,32 +579,24 @@ void layernorm_backward(const float* dy, const float* x, const float* mean, cons
 }  // namespace deepcalc::norm_simd
 
 // Defines the float32 entry points declared in norm.h for one instruction set (norm_<isa>.cpp).
-#define DEEPCALC_NORM_DEFINE(isa, V)                                                                \
-  void batchnorm_forward_train_f32_##isa(const float* x, const float* gamma, const float* beta,     \
-                                         float* y, float* mean, float* invstd, int64_t N,           \
-                                         int64_t C, int64_t L, double eps, int threads) {           \
-    norm_simd::batchnorm_forward_train<V>(x, gamma, beta, y, mean, invstd, N, C, L, eps, threads);  \
-  }                                                                                                 \
-  void batchnorm_forward_eval_f32_##isa(const float* x, const float* rm, const float* rv,           \
-                                        const float* gamma, const float* beta, float* y, int64_t N, \
-                                        int64_t C, int64_t L, double eps, int threads) {            \
-    norm_simd::batchnorm_forward_eval<V>(x, rm, rv, gamma, beta, y, N, C, L, eps, threads);         \
-  }                                                                                                 \
-  void batchnorm_backward_f32_##isa(const float* dy, const float* x, const float* mean,             \
-                                    const float* invstd, const float* gamma, float* dx,             \
-                                    float* dgamma, float* dbeta, int64_t N, int64_t C, int64_t L,   \
-                                    int threads) {                                                  \
-    norm_simd::batchnorm_backward<V>(dy, x, mean, invstd, gamma, dx, dgamma, dbeta, N, C, L,        \
-                                     threads);                                                      \
-  }                                                                                                 \
-  void layernorm_forward_f32_##isa(const float* x, const float* gamma, const float* beta, float* y, \
-                                   float* mean, float* invstd, int64_t R, int64_t C, double eps,    \
-                                   int threads) {                                                   \
-    norm_simd::layernorm_forward<V>(x, gamma, beta, y, mean, invstd, R, C, eps, threads);           \
-  }                                                                                                 \
-  void layernorm_backward_f32_##isa(const float* dy, const float* x, const float* mean,             \
-                                    const float* invstd, const float* gamma, float* dx,             \
-                                    float* dgamma, float* dbeta, int64_t R, int64_t C,              \
-                                    int threads) {                                                  \
-    norm_simd::layernorm_backward<V>(dy, x, mean, invstd, gamma, dx, dgamma, dbeta, R, C, threads); \
+#define DEEPCALC_NORM_DEFINE(isa, V)                                                               \
+  void batchnorm_forward_train_f32_##isa(const NormForwardParams<float>& p, int threads) {         \
+    norm_simd::batchnorm_forward_train<V>(p.x, p.gamma, p.beta, p.y, p.mean, p.invstd, p.N, p.C,   \
+                                          p.L, p.eps, threads);                                    \
+  }                                                                                                \
+  void batchnorm_forward_eval_f32_##isa(const NormForwardParams<float>& p, int threads) {          \
+    norm_simd::batchnorm_forward_eval<V>(p.x, p.running_mean, p.running_var, p.gamma, p.beta, p.y, \
+                                         p.N, p.C, p.L, p.eps, threads);                           \
+  }                                                                                                \
+  void batchnorm_backward_f32_##isa(const NormBackwardParams<float>& p, int threads) {             \
+    norm_simd::batchnorm_backward<V>(p.dy, p.x, p.mean, p.invstd, p.gamma, p.dx, p.dgamma,         \
+                                     p.dbeta, p.N, p.C, p.L, threads);                             \
+  }                                                                                                \
+  void layernorm_forward_f32_##isa(const NormForwardParams<float>& p, int threads) {               \
+    norm_simd::layernorm_forward<V>(p.x, p.gamma, p.beta, p.y, p.mean, p.invstd, p.N, p.C, p.eps,  \
+                                    threads);                                                      \
+  }                                                                                                \
+  void layernorm_backward_f32_##isa(const NormBackwardParams<float>& p, int threads) {             \
+    norm_simd::layernorm_backward<V>(p.dy, p.x, p.mean, p.invstd, p.gamma, p.dx, p.dgamma,         \
+                                     p.dbeta, p.N, p.C, threads);                                  \
   }
