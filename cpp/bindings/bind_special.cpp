@@ -1,5 +1,6 @@
 // Bindings for element-wise special functions: validate, release the GIL, call the kernel.
 #include "bindings/checks.h"
+#include "common/hw.h"
 #include "common/threads.h"
 #include "special/special.h"
 
@@ -11,13 +12,9 @@ py::array erf(const py::array& x) {
   py::array y = empty_like(x);
   const int64_t n = x.size();
   py::gil_scoped_release nogil;
-  ThreadBudget budget(n, 32768);  // elements per thread, at least
-  if (is_f32(x))
-    erf_f32_ref(static_cast<const float*>(x.data()), static_cast<float*>(y.mutable_data()), n,
-                budget.threads());
-  else
-    erf_f64_ref(static_cast<const double*>(x.data()), static_cast<double*>(y.mutable_data()), n,
-                budget.threads());
+  ThreadBudget budget(n, hw::kElementwiseGrain);
+  if (is_f32(x)) erf_f32()(cptr<float>(x), mptr<float>(y), n, budget.threads());
+  else erf_f64()(cptr<double>(x), mptr<double>(y), n, budget.threads());
   return y;
 }
 }  // namespace
