@@ -265,10 +265,23 @@ class MultiNode(Node):
         Node.__init__(self, prim, inputs, params, saved, outs[0])
         self.out_data = tuple(o.data for o in outs)
         self.out_fw = tuple(o._fw for o in outs)
-        slots = [None] * len(outs)
+        # weak: a slot holds its node, so strong references back would make a cycle that keeps
+        # the saved arrays alive until the cyclic collector runs
+        self.slots = [None] * len(outs)
         for i in diff:
-            slots[i] = OutputSlot(self, i)
-        self.slots = tuple(slots)
+            slot = OutputSlot(self, i)
+            self.slots[i] = weakref.ref(slot)
+            outs[i].requires_grad = True
+            outs[i]._node = slot
+
+    def slot(self, i) -> OutputSlot:
+        """The slot of differentiable output ``i`` (made anew if no tensor or consumer holds it
+        any more: its ``seq`` still falls between this node and any later consumer)."""
+        slot = self.slots[i]()
+        if slot is None:
+            slot = OutputSlot(self, i)
+            self.slots[i] = weakref.ref(slot)
+        return slot
 
     @property
     def out(self):
@@ -280,11 +293,11 @@ class MultiNode(Node):
         if self.out_data is None:
             raise RuntimeError(_RELEASED_MSG.format(self.prim.name))
         outs = []
-        for arr, fw, slot in zip(self.out_data, self.out_fw, self.slots):
+        for i, (arr, fw) in enumerate(zip(self.out_data, self.out_fw)):
             t = wrap(arr)
-            if slot is not None:
+            if self.slots[i] is not None:
                 t.requires_grad = True
-                t._node = slot
+                t._node = self.slot(i)
                 t._fw = fw
             outs.append(t)
         return tuple(outs)
@@ -404,10 +417,7 @@ def _apply_multi(prim, inputs, params, saved, result):
         if fw_active:
             for i in diff:
                 outs[i]._fw = {}
-        node = MultiNode(prim, inputs, params, saved, outs, diff)
-        for i in diff:
-            outs[i].requires_grad = True
-            outs[i]._node = node.slots[i]
+        MultiNode(prim, inputs, params, saved, outs, diff)  # links the differentiable outputs
     if fw_active:
         _push_tangents(prim, inputs, params, saved, outs)
     return outs
