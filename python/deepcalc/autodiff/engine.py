@@ -10,8 +10,7 @@ from heapq import heapify, heappop, heappush
 
 import numpy as np
 
-from .graph import (_RELEASED_MSG, STATE, AccumulateGrad, MultiNode, OutputSlot, Tensor,
-                    node_of, wrap)
+from .graph import _RELEASED_MSG, STATE, OutputSlot, Tensor, node_of, wrap
 
 
 def _seq_order(roots):
@@ -137,24 +136,23 @@ def _propagate(order, grads, targets, reaches, results, plain, claimed, retain_g
                     results[i] = g
                 if not any(n is not None and n in reaches for n in node.next):
                     continue  # nothing wanted lies upstream: leave the graph beyond it alone
-        kind = type(node)
-        if kind is AccumulateGrad:
-            if targets is None:
+        prim = node.prim
+        if prim is None:  # a leaf's AccumulateGrad, or one output's slot of a multi-output node
+            if type(node) is OutputSlot:
+                parent = node.node
+                pending = get(parent)
+                if pending is None:
+                    pending = grads[parent] = [None] * len(parent.slots)
+                pending[node.index] = g
+            elif targets is None:
                 leaf = node.leaf()
                 if leaf is not None:
                     _accumulate_grad(leaf, g, plain, claimed)
             continue
-        if kind is OutputSlot:
-            parent = node.node
-            pending = get(parent)
-            if pending is None:
-                pending = grads[parent] = [None] * len(parent.slots)
-            pending[node.index] = g
-            continue
-        prim, inputs = node.prim, node.inputs
+        inputs = node.inputs
         if inputs is None:
             raise RuntimeError(_RELEASED_MSG.format(prim.name))
-        in_grads = prim.vjp(node, *g) if kind is MultiNode else prim.vjp(node, g)
+        in_grads = prim.vjp(node, *g) if prim.multiple_results else prim.vjp(node, g)
         if len(in_grads) != len(inputs):
             raise RuntimeError(f"{prim.name}: VJP rule returned {len(in_grads)} gradients for "
                                f"{len(inputs)} inputs")
