@@ -10,9 +10,9 @@ M values that share a statistic), y = gamma * x_hat + beta:
 
 BatchNorm reduces over the batch (and length) axes per channel; LayerNorm over the last axis
 per row.  The forward's VJP runs the backward kernel (at every order: under ``create_graph``,
-``hvp`` and ``jvp`` too); the backward primitive's own rules (the next order) and the forward's
-JVP are the equations above as deepcalc ops, with mean and invstd recomputed from x so every
-derivative goes through the statistics.  mean and invstd are outputs the backward kernel reuses;
+``hvp`` and ``jvp`` too); the backward primitive's own rules (the next order: its JVP written
+out, its VJP that of the composite of the equations above) and the forward's JVP are deepcalc
+ops, with mean and invstd recomputed from x so every derivative goes through the statistics.  mean and invstd are outputs the backward kernel reuses;
 autodiff does not follow them (they are constants of the graph, as in torch).
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _core
-from ..autodiff.composite import composite_jvp, composite_vjp
+from ..autodiff.composite import composite_vjp
 from ..autodiff.graph import Primitive, apply
 from .elementwise import sqrt
 from .reduce import mean, sum
@@ -119,8 +119,48 @@ class _NormBackward(Primitive):
     def vjp(self, ctx, *cotangents):
         return composite_vjp(self.composite(ctx.params["eps"]), ctx, cotangents)
 
-    def jvp(self, ctx, *tangents):
-        return composite_jvp(self.composite(ctx.params["eps"]), ctx, tangents)
+    def jvp(self, ctx, tg, tx, *tgamma):
+        """With h = dy * gamma, m1 = mean(h x_hat), r = mean(x_hat tx) (means over the statistic's
+        axes): tangent of x_hat = invstd (tx - mean(tx) - x_hat r), of invstd = -invstd^2 r,
+        so t_dx = -invstd r dx + invstd (th - mean(th) - t_xhat m1 - x_hat (mean(th x_hat) +
+        mean(h t_xhat))) with th = t_dy gamma + dy t_gamma; t_dgamma = sum(t_dy x_hat + dy t_xhat),
+        t_dbeta = sum(t_dy)."""
+        lay, eps = self.layout, ctx.params["eps"]
+        g, x = ctx.inputs[:2]
+        axes = lay.axes(x)
+        avg = lambda v: mean(v, axes, keepdims=True)  # noqa: E731
+        x_hat, invstd = lay.stats(x, eps)
+        gamma = reshape(ctx.inputs[2], lay.param_shape(x)) if len(ctx.inputs) == 3 else None
+        h = g * gamma if gamma is not None else g
+        th = None
+        if tg is not None:
+            th = tg * gamma if gamma is not None else tg
+        if tgamma and tgamma[0] is not None:
+            term = g * reshape(tgamma[0], lay.param_shape(x))
+            th = term if th is None else th + term
+        tdx = tx_hat = None
+        if tx is not None:
+            r = avg(x_hat * tx)
+            tx_hat = invstd * (tx - avg(tx) - x_hat * r)
+            m1 = avg(h * x_hat)
+            dx = invstd * (h - avg(h) - x_hat * m1)
+            tdx = -(invstd * r) * dx - invstd * (tx_hat * m1 + x_hat * avg(h * tx_hat))
+        if th is not None:
+            term = invstd * (th - avg(th) - x_hat * avg(th * x_hat))
+            tdx = term if tdx is None else tdx + term
+        if tdx is not None and tdx.shape != x.shape:
+            tdx = broadcast_to(tdx, x.shape)
+        if gamma is None:
+            return (tdx,)
+        pshape, other = ctx.inputs[2].shape, lay.param_axes(x)
+        tdg = None
+        for term in (tg * x_hat if tg is not None else None,
+                     g * tx_hat if tx_hat is not None else None):
+            if term is not None:
+                tdg = term if tdg is None else tdg + term
+        tdg = reshape(sum(tdg, other), pshape) if tdg is not None else None
+        tdb = reshape(sum(tg, other), pshape) if tg is not None else None
+        return tdx, tdg, tdb
 
 
 class BatchNormTrain(_NormForward):
