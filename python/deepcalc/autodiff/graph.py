@@ -389,7 +389,9 @@ def apply(prim, inputs, params=_EMPTY):
             result, saved = result
         if prim.multiple_results:
             return _apply_multi(prim, inputs, params, saved, result)
-    out = wrap(result)
+    out = _new_tensor(Tensor)  # wrap(), inlined: the hottest line of every op
+    out.data = result if type(result) is np.ndarray else np.asarray(result)
+    out.grad = out._fw = None
     state = STATE
     fw_active = state.fw_levels
     if state.grad_enabled:
@@ -400,9 +402,18 @@ def apply(prim, inputs, params=_EMPTY):
                 out.requires_grad = True
                 out._node = Node(prim, inputs, params, saved, out)
                 break
+        else:
+            out.requires_grad = False
+            out._node = None
+    else:
+        out.requires_grad = False
+        out._node = None
     if fw_active:
         _push_tangents(prim, inputs, params, saved, out)
     return out
+
+
+_new_tensor = Tensor.__new__
 
 
 def _apply_multi(prim, inputs, params, saved, result):
