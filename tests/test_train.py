@@ -202,3 +202,22 @@ def test_cli_defaults_reach_readme_accuracy(tmp_path):
     metrics = json.loads(open(os.path.join(out, "metrics.json")).read())
     assert len(metrics["epochs"]) == 30
     assert metrics["final_test"]["accuracy"] >= 0.975
+
+
+def test_resume_from_a_checkpoint_with_wrong_field_types_names_the_path_and_field(tmp_path):
+    import deepcalc as dc
+    from deepcalc.nn import functional as F
+    rng = np.random.default_rng(0)
+    data = dc.data.TensorDataset(rng.standard_normal((8, 3)).astype(np.float32),
+                                 rng.integers(0, 2, 8))
+    model = dc.nn.Linear(3, 2)
+    opt = dc.optim.SGD(model.parameters(), lr=0.1)
+    dc.train.fit(model, F.cross_entropy, opt, dc.data.DataLoader(data, batch_size=4), epochs=1,
+                 checkpoint_dir=str(tmp_path), progress=False)
+    path = tmp_path / "last.safetensors"
+    state = dc.load(str(path))
+    state["epoch"] = "three"
+    dc.save(str(path), state)
+    with pytest.raises(ValueError, match=r"last\.safetensors: field 'epoch' is a str, expected an int"):
+        dc.train.fit(model, F.cross_entropy, opt, dc.data.DataLoader(data, batch_size=4),
+                     epochs=2, checkpoint_dir=str(tmp_path), resume=True, progress=False)

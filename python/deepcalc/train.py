@@ -185,14 +185,29 @@ def _save_checkpoint(path, model, optimizer, scheduler, train, epoch, history):
 def _load_checkpoint(path, model, optimizer, scheduler, train):
     from .serialization import load
     state = load(path)
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    if scheduler is not None and "scheduler" in state:
-        scheduler.load_state_dict(state["scheduler"])
-    if "loader" in state and hasattr(train, "load_state_dict"):
-        train.load_state_dict(state["loader"])
-    _RNG.generator = state["rng"]
-    return int(state["epoch"]), History(state["history"])
+
+    def field(name, kind, what):
+        if name not in state:
+            raise ValueError(f"fit: checkpoint {path} has no field '{name}' to resume from")
+        value = state[name]
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise ValueError(f"fit: checkpoint {path}: field '{name}' is a "
+                             f"{type(value).__name__}, expected {what}")
+        return value
+    epoch = field("epoch", (int, np.integer), "an int")
+    rng = field("rng", np.random.Generator, "a numpy Generator")
+    history = field("history", list, "a list")
+    try:
+        model.load_state_dict(field("model", dict, "a dict"))
+        optimizer.load_state_dict(field("optimizer", dict, "a dict"))
+        if scheduler is not None and "scheduler" in state:
+            scheduler.load_state_dict(field("scheduler", dict, "a dict"))
+        if "loader" in state and hasattr(train, "load_state_dict"):
+            train.load_state_dict(field("loader", dict, "a dict"))
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"fit: cannot resume from checkpoint {path}: {e}") from e
+    _RNG.generator = rng
+    return int(epoch), History(history)
 
 
 def fit(model, loss_fn, optimizer, train, val=None, epochs: int = 1, callbacks=(),
