@@ -25,6 +25,10 @@ template <> struct NormKernels<float> {
   static auto bn_backward() { return batchnorm_backward_f32(); }
   static auto ln_forward() { return layernorm_forward_f32(); }
   static auto ln_backward() { return layernorm_backward_f32(); }
+  static auto bn_forward_jvp() { return batchnorm_forward_jvp_f32(); }
+  static auto bn_backward_jvp() { return batchnorm_backward_jvp_f32(); }
+  static auto ln_forward_jvp() { return layernorm_forward_jvp_f32(); }
+  static auto ln_backward_jvp() { return layernorm_backward_jvp_f32(); }
 };
 template <> struct NormKernels<double> {
   static auto bn_train() { return batchnorm_forward_train_f64(); }
@@ -32,6 +36,10 @@ template <> struct NormKernels<double> {
   static auto bn_backward() { return batchnorm_backward_f64(); }
   static auto ln_forward() { return layernorm_forward_f64(); }
   static auto ln_backward() { return layernorm_backward_f64(); }
+  static auto bn_forward_jvp() { return batchnorm_forward_jvp_f64(); }
+  static auto bn_backward_jvp() { return batchnorm_backward_jvp_f64(); }
+  static auto ln_forward_jvp() { return layernorm_forward_jvp_f64(); }
+  static auto ln_backward_jvp() { return layernorm_backward_jvp_f64(); }
 };
 
 py::array empty_of(const py::array& like, std::vector<py::ssize_t> shape) {
@@ -48,6 +56,13 @@ void require_vector(const char* op, const char* arg, const py::array& v, const p
                           shape_str(x) + "), " + arg + " has " +
                           (v.ndim() == 1 ? std::to_string(v.shape(0)) : "shape " + shape_str(v)));
   require_contiguous(op, arg, v);
+}
+
+// An array laid out like x (dy and the tangents of x and dy): same dtype and shape, C-contiguous.
+void require_like_x(const char* op, const char* arg, const py::array& a, const py::array& x) {
+  require_same_dtype(op, arg, a, "x", x);
+  require_same_shape(op, arg, a, "x", x);
+  require_contiguous(op, arg, a);
 }
 
 // BatchNorm input: float, C-contiguous, (N, C) or (N, C, L); returns N, C, L.
@@ -188,9 +203,7 @@ py::tuple batchnorm_backward(const py::array& dy, const py::array& x, const py::
   const char* op = "batchnorm_backward";
   int64_t N, C, L;
   bn_input(op, x, N, C, L);
-  require_same_dtype(op, "dy", dy, "x", x);
-  require_same_shape(op, "dy", dy, "x", x);
-  require_contiguous(op, "dy", dy);
+  require_like_x(op, "dy", dy, x);
   require_vector(op, "mean", mean, x, C, "channels");
   require_vector(op, "invstd", invstd, x, C, "channels");
   if (gamma) require_vector(op, "gamma", *gamma, x, C, "channels");
@@ -213,6 +226,17 @@ void ln_input(const char* op, const py::array& x, int64_t& R, int64_t& C) {
 
 std::vector<py::ssize_t> row_shape(const py::array& x) {
   return std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim() - 1);
+}
+
+// A LayerNorm per-row statistic (mean, invstd): same dtype as x, C-contiguous, x.shape[:-1].
+void require_rows(const char* op, const char* arg, const py::array& a, const py::array& x) {
+  require_same_dtype(op, arg, a, "x", x);
+  bool rows = a.ndim() == x.ndim() - 1;
+  for (py::ssize_t i = 0; rows && i < a.ndim(); ++i) rows = a.shape(i) == x.shape(i);
+  if (!rows)
+    throw py::value_error(std::string(op) + ": " + arg + " has shape " + shape_str(a) +
+                          ", expected x.shape[:-1] of x " + shape_str(x));
+  require_contiguous(op, arg, a);
 }
 
 template <typename T>
@@ -276,21 +300,115 @@ py::tuple layernorm_backward(const py::array& dy, const py::array& x, const py::
   const char* op = "layernorm_backward";
   int64_t R, C;
   ln_input(op, x, R, C);
-  require_same_dtype(op, "dy", dy, "x", x);
-  require_same_shape(op, "dy", dy, "x", x);
-  require_contiguous(op, "dy", dy);
-  for (const auto& [name, a] : {std::pair<const char*, const py::array&>{"mean", mean}, {"invstd", invstd}}) {
-    require_same_dtype(op, name, a, "x", x);
-    bool rows = a.ndim() == x.ndim() - 1;
-    for (py::ssize_t i = 0; rows && i < a.ndim(); ++i) rows = a.shape(i) == x.shape(i);
-    if (!rows)
-      throw py::value_error(std::string(op) + ": " + name + " has shape " + shape_str(a) +
-                            ", expected x.shape[:-1] of x " + shape_str(x));
-    require_contiguous(op, name, a);
-  }
+  require_like_x(op, "dy", dy, x);
+  require_rows(op, "mean", mean, x);
+  require_rows(op, "invstd", invstd, x);
   if (gamma) require_vector(op, "gamma", *gamma, x, C, "features in its last axis");
   return is_f32(x) ? ln_backward_impl<float>(dy, x, mean, invstd, gamma, R, C)
                    : ln_backward_impl<double>(dy, x, mean, invstd, gamma, R, C);
+}
+
+// ---- forward-mode tangents (formulas in norm.h at NormJvpParams) ---------------------------------
+// x, mean, invstd and gamma checked in the batch form (x (N, C) or (N, C, L), statistics (C,)) or
+// the layer form (statistics x.shape[:-1], gamma over the last axis); sizes as the kernels take
+// them (LayerNorm: N = rows, L = 1).
+struct JvpLayout {
+  const char* op;
+  const char* what;  // what C counts, for require_vector
+  int64_t N = 0, C = 0, L = 1;
+};
+
+JvpLayout jvp_input(const char* bn_op, const char* ln_op, const py::array& x, const py::array& mean,
+                    const py::array& invstd, const OptArray& gamma, const OptArray& t_gamma,
+                    bool batch) {
+  JvpLayout s{batch ? bn_op : ln_op, batch ? "channels" : "features in its last axis"};
+  if (batch) {
+    bn_input(s.op, x, s.N, s.C, s.L);
+    require_vector(s.op, "mean", mean, x, s.C, s.what);
+    require_vector(s.op, "invstd", invstd, x, s.C, s.what);
+  } else {
+    ln_input(s.op, x, s.N, s.C);
+    require_rows(s.op, "mean", mean, x);
+    require_rows(s.op, "invstd", invstd, x);
+  }
+  if (gamma) require_vector(s.op, "gamma", *gamma, x, s.C, s.what);
+  if (t_gamma) {
+    if (!gamma)
+      throw py::value_error(std::string(s.op) + ": t_gamma has shape " + shape_str(*t_gamma) +
+                            " but gamma is None; a tangent needs its parameter");
+    require_vector(s.op, "t_gamma", *t_gamma, x, s.C, s.what);
+  }
+  return s;
+}
+
+template <typename T>
+py::array forward_jvp_impl(const py::array& x, const py::array& mean, const py::array& invstd,
+                           const OptArray& gamma, const OptArray& t_x, const OptArray& t_gamma,
+                           const OptArray& t_beta, const JvpLayout& s, bool batch) {
+  py::array ty = empty_like(x);
+  if (x.size() == 0) return ty;
+  py::gil_scoped_release nogil;
+  ThreadBudget budget(s.N * s.C * s.L, hw::kNormGrain);
+  NormJvpParams<T> p;
+  p.x = cptr<T>(x), p.mean = cptr<T>(mean), p.invstd = cptr<T>(invstd), p.gamma = cptr<T>(gamma);
+  p.t_x = cptr<T>(t_x), p.t_gamma = cptr<T>(t_gamma), p.t_beta = cptr<T>(t_beta), p.t_y = mptr<T>(ty);
+  p.N = s.N, p.C = s.C, p.L = s.L;
+  (batch ? NormKernels<T>::bn_forward_jvp() : NormKernels<T>::ln_forward_jvp())(p, budget.threads());
+  return ty;
+}
+
+py::array norm_forward_jvp(const py::array& x, const py::array& mean, const py::array& invstd,
+                           const OptArray& gamma, const OptArray& t_x, const OptArray& t_gamma,
+                           const OptArray& t_beta, bool batch) {
+  const JvpLayout s = jvp_input("batchnorm_forward_jvp", "layernorm_forward_jvp", x, mean, invstd,
+                                gamma, t_gamma, batch);
+  if (t_x) require_like_x(s.op, "t_x", *t_x, x);
+  if (t_beta) require_vector(s.op, "t_beta", *t_beta, x, s.C, s.what);
+  return is_f32(x) ? forward_jvp_impl<float>(x, mean, invstd, gamma, t_x, t_gamma, t_beta, s, batch)
+                   : forward_jvp_impl<double>(x, mean, invstd, gamma, t_x, t_gamma, t_beta, s, batch);
+}
+
+template <typename T>
+py::tuple backward_jvp_impl(const py::array& dy, const py::array& x, const py::array& mean,
+                            const py::array& invstd, const OptArray& gamma, const OptArray& t_dy,
+                            const OptArray& t_x, const OptArray& t_gamma, const JvpLayout& s,
+                            bool batch) {
+  py::array tdx = empty_like(x);
+  py::object tdgamma = py::none(), tdbeta = py::none();
+  T *pg = nullptr, *pb = nullptr;
+  if (gamma) {
+    py::array g = empty_of(x, {py::ssize_t(s.C)}), b = empty_of(x, {py::ssize_t(s.C)});
+    pg = mptr<T>(g), pb = mptr<T>(b);
+    tdgamma = g, tdbeta = b;
+  }
+  if (x.size() == 0) {  // no values: parameter tangents are empty sums
+    std::fill_n(pg, pg ? s.C : 0, T(0));
+    std::fill_n(pb, pb ? s.C : 0, T(0));
+    return py::make_tuple(tdx, tdgamma, tdbeta);
+  }
+  {
+    py::gil_scoped_release nogil;
+    ThreadBudget budget(s.N * s.C * s.L, hw::kNormGrain);
+    NormJvpParams<T> p;
+    p.dy = cptr<T>(dy), p.x = cptr<T>(x), p.mean = cptr<T>(mean), p.invstd = cptr<T>(invstd);
+    p.gamma = cptr<T>(gamma), p.t_dy = cptr<T>(t_dy), p.t_x = cptr<T>(t_x), p.t_gamma = cptr<T>(t_gamma);
+    p.t_dx = mptr<T>(tdx), p.t_dgamma = pg, p.t_dbeta = pb;
+    p.N = s.N, p.C = s.C, p.L = s.L;
+    (batch ? NormKernels<T>::bn_backward_jvp() : NormKernels<T>::ln_backward_jvp())(p, budget.threads());
+  }
+  return py::make_tuple(tdx, tdgamma, tdbeta);
+}
+
+py::tuple norm_backward_jvp(const py::array& dy, const py::array& x, const py::array& mean,
+                            const py::array& invstd, const OptArray& gamma, const OptArray& t_dy,
+                            const OptArray& t_x, const OptArray& t_gamma, bool batch) {
+  const JvpLayout s = jvp_input("batchnorm_backward_jvp", "layernorm_backward_jvp", x, mean, invstd,
+                                gamma, t_gamma, batch);
+  require_like_x(s.op, "dy", dy, x);
+  if (t_dy) require_like_x(s.op, "t_dy", *t_dy, x);
+  if (t_x) require_like_x(s.op, "t_x", *t_x, x);
+  return is_f32(x) ? backward_jvp_impl<float>(dy, x, mean, invstd, gamma, t_dy, t_x, t_gamma, s, batch)
+                   : backward_jvp_impl<double>(dy, x, mean, invstd, gamma, t_dy, t_x, t_gamma, s, batch);
 }
 
 }  // namespace
@@ -321,6 +439,20 @@ void bind_norm(py::module_& m) {
         py::arg("invstd"), py::arg("gamma"),
         "LayerNorm backward. Returns (dx, dgamma, dbeta); dgamma/dbeta are reduced over all rows and\n"
         "are None when gamma is None.");
+  m.def("norm_forward_jvp", &norm_forward_jvp, py::arg("x"), py::arg("mean"), py::arg("invstd"),
+        py::arg("gamma"), py::arg("t_x"), py::arg("t_gamma"), py::arg("t_beta"), py::arg("batch"),
+        "Tangent of the training-mode forward (batch: BatchNorm x (N, C) or (N, C, L), else LayerNorm\n"
+        "over the last axis), mean/invstd from the forward. Per group, xhat = (x - mean) invstd:\n"
+        "r = avg(xhat t_x), t_xhat = invstd (t_x - avg(t_x) - xhat r),\n"
+        "t_y = gamma t_xhat + xhat t_gamma + t_beta. gamma None means 1; a None tangent is zero.");
+  m.def("norm_backward_jvp", &norm_backward_jvp, py::arg("dy"), py::arg("x"), py::arg("mean"),
+        py::arg("invstd"), py::arg("gamma"), py::arg("t_dy"), py::arg("t_x"), py::arg("t_gamma"),
+        py::arg("batch"),
+        "Tangent of batchnorm_backward / layernorm_backward in (dy, x, gamma). Returns\n"
+        "(t_dx, t_dgamma, t_dbeta), the last two None when gamma is None; with h = gamma dy,\n"
+        "th = gamma t_dy + t_gamma dy, m1 = avg(h xhat), dx the backward's output:\n"
+        "t_dx = -invstd r dx + invstd (th - avg(th) - t_xhat m1 - xhat (avg(th xhat) + avg(h t_xhat))),\n"
+        "t_dgamma = sumP(t_dy xhat + dy t_xhat), t_dbeta = sumP(t_dy).");
 }
 
 }  // namespace deepcalc::bind

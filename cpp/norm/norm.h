@@ -1,5 +1,6 @@
 // Batch normalization and layer normalization kernels (forward with batch statistics, eval
-// forward with running statistics, backward through the statistics) on contiguous arrays.
+// forward with running statistics, backward through the statistics, and the forward-mode
+// tangents of the training forward and of the backward) on contiguous arrays.
 // Layouts: BatchNorm x is (N, C, L) (L = 1 for a 2-D input); LayerNorm x is (R, C), one row each.
 #pragma once
 #include <cmath>
@@ -44,10 +45,42 @@ struct NormBackwardParams {
   int64_t N = 0, C = 0, L = 1;
 };
 
+// Forward-mode (tangent) kernels of the training forward and of the backward, mean/invstd from
+// the forward kernel. Per statistic group of M values (BatchNorm (N, C, L): channel c over N and
+// L, gamma per group; LayerNorm (N, C): one row, gamma per column), xhat = (x - mean) invstd,
+// avg over the group, sumP over gamma's other axes (BatchNorm: the group; LayerNorm: the rows):
+//   r = avg(xhat t_x),  t_xhat = invstd (t_x - avg(t_x) - xhat r)   (invstd' = -invstd r)
+//   forward:  t_y = gamma t_xhat + xhat t_gamma + t_beta
+//   backward of dx = invstd (h - avg(h) - xhat m1), h = gamma dy, m1 = avg(h xhat):
+//     th = t_dy gamma + dy t_gamma,
+//     t_dx = -invstd r dx + invstd (th - avg(th) - t_xhat m1 - xhat (avg(th xhat) + avg(h t_xhat)))
+//     t_dgamma = sumP(t_dy xhat + dy t_xhat),  t_dbeta = sumP(t_dy).
+// gamma null means 1 (then t_gamma is null too); a null tangent is zero. t_y is the forward's
+// output, t_dx/t_dgamma/t_dbeta the backward's (t_dgamma/t_dbeta null when gamma is null).
+template <typename T>
+struct NormJvpParams {
+  const T* x = nullptr;
+  const T* mean = nullptr;
+  const T* invstd = nullptr;
+  const T* gamma = nullptr;
+  const T* dy = nullptr;
+  const T* t_x = nullptr;
+  const T* t_gamma = nullptr;
+  const T* t_beta = nullptr;
+  const T* t_dy = nullptr;
+  T* t_y = nullptr;
+  T* t_dx = nullptr;
+  T* t_dgamma = nullptr;
+  T* t_dbeta = nullptr;
+  int64_t N = 0, C = 0, L = 1;
+};
+
 template <typename T>
 using norm_forward_fn = void (*)(const NormForwardParams<T>& p, int threads);
 template <typename T>
 using norm_backward_fn = void (*)(const NormBackwardParams<T>& p, int threads);
+template <typename T>
+using norm_jvp_fn = void (*)(const NormJvpParams<T>& p, int threads);
 
 // Scalar reference kernels (always built; define correctness); float64 uses only these.
 template <typename T> void batchnorm_forward_train_ref(const NormForwardParams<T>& p, int threads);
@@ -55,6 +88,10 @@ template <typename T> void batchnorm_forward_eval_ref(const NormForwardParams<T>
 template <typename T> void batchnorm_backward_ref(const NormBackwardParams<T>& p, int threads);
 template <typename T> void layernorm_forward_ref(const NormForwardParams<T>& p, int threads);
 template <typename T> void layernorm_backward_ref(const NormBackwardParams<T>& p, int threads);
+template <typename T> void batchnorm_forward_jvp_ref(const NormJvpParams<T>& p, int threads);
+template <typename T> void batchnorm_backward_jvp_ref(const NormJvpParams<T>& p, int threads);
+template <typename T> void layernorm_forward_jvp_ref(const NormJvpParams<T>& p, int threads);
+template <typename T> void layernorm_backward_jvp_ref(const NormJvpParams<T>& p, int threads);
 
 // float32 kernels per instruction set (norm_simd.h).
 #define DEEPCALC_NORM_DECLARE(isa)                                                       \
@@ -78,6 +115,15 @@ norm_forward_fn<double> batchnorm_forward_eval_f64();
 norm_backward_fn<double> batchnorm_backward_f64();
 norm_forward_fn<double> layernorm_forward_f64();
 norm_backward_fn<double> layernorm_backward_f64();
+// The JVP kernels have only the reference so far (norm_jvp_ref.cpp), for both dtypes.
+norm_jvp_fn<float> batchnorm_forward_jvp_f32();
+norm_jvp_fn<float> batchnorm_backward_jvp_f32();
+norm_jvp_fn<float> layernorm_forward_jvp_f32();
+norm_jvp_fn<float> layernorm_backward_jvp_f32();
+norm_jvp_fn<double> batchnorm_forward_jvp_f64();
+norm_jvp_fn<double> batchnorm_backward_jvp_f64();
+norm_jvp_fn<double> layernorm_forward_jvp_f64();
+norm_jvp_fn<double> layernorm_backward_jvp_f64();
 
 // Running statistics after a training-mode forward, torch's rule, in place: with M values per
 // channel and the biased batch variance var = 1/invstd^2 - eps,
