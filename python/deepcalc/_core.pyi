@@ -61,6 +61,23 @@ def layernorm_forward(x: np.ndarray, gamma: np.ndarray | None, beta: np.ndarray 
 def layernorm_backward(dy: np.ndarray, x: np.ndarray, mean: np.ndarray, invstd: np.ndarray,
                        gamma: np.ndarray | None
                        ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]: ...
+# Forward-mode tangents (batch: BatchNorm x (N, C) or (N, C, L), statistics per channel over N
+# and L; else LayerNorm over the last axis, mean/invstd x.shape[:-1]). Per group of M values,
+# xhat = (x - mean) invstd, avg over the group, sumP over gamma's other axes; gamma None means 1,
+# a None tangent is zero:
+#   r = avg(xhat t_x),  t_xhat = invstd (t_x - avg(t_x) - xhat r)
+#   forward:  t_y = gamma t_xhat + xhat t_gamma + t_beta
+#   backward: h = gamma dy, th = gamma t_dy + t_gamma dy, m1 = avg(h xhat),
+#     dx = invstd (h - avg(h) - xhat m1),
+#     t_dx = -invstd r dx + invstd (th - avg(th) - t_xhat m1 - xhat (avg(th xhat) + avg(h t_xhat))),
+#     t_dgamma = sumP(t_dy xhat + dy t_xhat), t_dbeta = sumP(t_dy)   (None when gamma is None).
+def norm_forward_jvp(x: np.ndarray, mean: np.ndarray, invstd: np.ndarray, gamma: np.ndarray | None,
+                     t_x: np.ndarray | None, t_gamma: np.ndarray | None, t_beta: np.ndarray | None,
+                     batch: bool) -> np.ndarray: ...
+def norm_backward_jvp(dy: np.ndarray, x: np.ndarray, mean: np.ndarray, invstd: np.ndarray,
+                      gamma: np.ndarray | None, t_dy: np.ndarray | None, t_x: np.ndarray | None,
+                      t_gamma: np.ndarray | None, batch: bool
+                      ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]: ...
 
 # --- fused optimizer steps (cpp/optim), in place ---------------------------------------------
 def adam_step(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray, exp_avg_sq: np.ndarray,
