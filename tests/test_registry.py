@@ -127,3 +127,22 @@ def test_fused_backward_kernels_run_at_second_order(transform, monkeypatch, rng)
     for name in ("linear_backward", "batch_norm_backward", "layer_norm_backward",
                  "log_softmax_backward"):
         assert calls.get(name, 0) >= 1, f"{transform}: {name} did not run ({calls})"
+
+
+THIRD_ORDER = [row for row in OPS if row[0].startswith(("linear", "batch_norm", "layer_norm",
+                                                        "softmax", "log_softmax"))]
+
+
+@pytest.mark.parametrize("name, fn, ref, specs", THIRD_ORDER, ids=[r[0] for r in THIRD_ORDER])
+def test_third_order_through_the_fused_kernels(name, fn, ref, specs, rng):
+    """gradcheck (reverse and forward mode against central differences) of an HVP: the rules of
+    the backward primitives and of their forward-mode (JVP) primitives."""
+    arrays = _inputs(rng, specs)
+    w = dc.tensor(rng.standard_normal(fn(*[dc.tensor(a) for a in arrays]).shape))
+    ts = tuple(dc.tensor(rng.standard_normal(a.shape)) for a in arrays)
+    f = lambda *z: (dc.tanh(fn(*z)) * w).sum()
+
+    def hv(*xs):
+        h = dc.hvp(f, xs, ts)[1]
+        return tuple(h) if isinstance(h, tuple) else h
+    assert dc.testing.gradcheck(hv, tuple(dc.tensor(a, requires_grad=True) for a in arrays))

@@ -1,15 +1,16 @@
-"""A primitive's VJP rule taken from a composite of deepcalc ops that computes the same function.
+"""Rules of a primitive taken from a composite of deepcalc ops that computes the same function.
 
 A fused kernel (say BatchNorm's backward) is a primitive whose forward is native; its own
 derivatives, needed only at the next order, can come from the differentiable composite that
 computes the same values: ``composite_vjp`` runs the composite on the node's inputs and
-differentiates it in reverse.  The result is differentiable again (to any order), so the
-composite costs time only where the next order is wanted; the first order always runs the kernel.
+differentiates it in reverse, ``composite_jvp`` pushes the tangents through it in forward mode
+on a level of its own.  Both are differentiable again (to any order), so the composite costs
+time only where the next order is wanted; the first order always runs the kernel.
 """
 from __future__ import annotations
 
 from . import engine
-from .graph import STATE, enable_grad, watch
+from .graph import STATE, enable_grad, new_level, node_of, watch, wrap
 
 
 def _as_tuple(out):
@@ -33,3 +34,28 @@ def composite_vjp(fn, ctx, cotangents):
     grads = iter(engine.run_backward([o for o, _ in pairs], [c for _, c in pairs], wanted,
                                      retain_graph=recording, create_graph=recording))
     return tuple(next(grads) if x.requires_grad else None for x in inputs)
+
+
+def composite_jvp(fn, ctx, tangents):
+    """Output tangents of ``fn(*ctx.inputs)`` along ``tangents`` (one per input, None where an
+    input has none), computed on a forward level of its own (above every active one, so the
+    tangents of enclosing transforms ride along as usual)."""
+    level = new_level()
+    duals = []
+    for x, t in zip(ctx.inputs, tangents):
+        if t is None:
+            duals.append(x)
+            continue
+        d = wrap(x.data)
+        if x.requires_grad:
+            d.requires_grad = True
+            d._node = node_of(x)
+        d._fw = dict(x._fw) if x._fw else {}
+        d._fw[level] = t
+        duals.append(d)
+    STATE.fw_levels.append(level)
+    try:
+        outs = _as_tuple(fn(*duals))
+    finally:
+        STATE.fw_levels.remove(level)
+    return tuple(o._fw.get(level) if o._fw else None for o in outs)

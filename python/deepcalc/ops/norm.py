@@ -9,19 +9,23 @@ M values that share a statistic), y = gamma * x_hat + beta:
     tangent of x_hat: invstd * (tx - mean(tx)) - x_hat * mean(x_hat * tx) * invstd
 
 BatchNorm reduces over the batch (and length) axes per channel; LayerNorm over the last axis
-per row.  The forward's VJP runs the backward kernel (at every order: under ``create_graph``,
-``hvp`` and ``jvp`` too); the backward primitive's own rules (the next order: its JVP written
-out, its VJP that of the composite of the equations above) and the forward's JVP are deepcalc
-ops, with mean and invstd recomputed from x so every derivative goes through the statistics.  mean and invstd are outputs the backward kernel reuses;
+per row.  Four primitives per layer, each a fused native kernel (so every order runs them):
+the forward (y, mean, invstd), the backward (dx, dgamma, dbeta), and the forward-mode tangents
+of both (the forward's JVP, and the backward's JVP that forward-over-reverse HVPs need).  The
+next order comes from the same equations as deepcalc ops (``_forward_tangent``,
+``_backward_ops``, ``_backward_tangent``), with mean and invstd recomputed from x so every
+derivative goes through the statistics.  mean and invstd are outputs the kernels reuse;
 autodiff does not follow them (they are constants of the graph, as in torch).
 """
 from __future__ import annotations
 
+import builtins
+
 import numpy as np
 
 from .. import _core
-from ..autodiff.composite import composite_vjp
-from ..autodiff.graph import Primitive, apply
+from ..autodiff.composite import composite_jvp, composite_vjp
+from ..autodiff.graph import Primitive, apply, wrap
 from .elementwise import sqrt
 from .reduce import mean, sum
 from .shape import broadcast_to, reshape
@@ -51,12 +55,123 @@ class _Layout:
             return (x.shape[1],) if x.ndim == 2 else (1, x.shape[1], 1)
         return (x.shape[-1],)
 
+    def to_kernel(self, a):
+        """The array as the kernels take it: C-contiguous, layer norm's rows as a 2-D (R, C)."""
+        if a is None:
+            return None
+        a = np.ascontiguousarray(a)
+        return a if self.batch or a.ndim == 2 else a.reshape(-1, a.shape[-1])
+
+    def from_kernel(self, a, like):
+        return a.reshape(like.shape)
+
+    def stat(self, s):
+        return np.ascontiguousarray(s).reshape(-1)
+
     def stats(self, x, eps):
         """(x_hat, invstd) as differentiable ops of x."""
         axes = self.axes(x)
         d = x - mean(x, axes, keepdims=True)
         invstd = 1 / sqrt(mean(d * d, axes, keepdims=True) + eps)
         return d * invstd, invstd
+
+
+def _forward_tangent(lay, eps, x, gamma, tx, tgamma, tbeta):
+    """t_y as deepcalc ops: gamma * t_xhat + x_hat * t_gamma + t_beta, with
+    t_xhat = invstd * (tx - mean(tx) - x_hat * mean(x_hat * tx))."""
+    axes, pshape = lay.axes(x), lay.param_shape(x)
+    x_hat = out = None
+    if tx is not None:
+        x_hat, invstd = lay.stats(x, eps)
+        tc = tx - mean(tx, axes, keepdims=True)
+        out = invstd * (tc - x_hat * mean(x_hat * tc, axes, keepdims=True))
+        if gamma is not None:
+            out = out * reshape(gamma, pshape)
+    if tgamma is not None:
+        if x_hat is None:
+            x_hat, _ = lay.stats(x, eps)
+        term = x_hat * reshape(tgamma, pshape)
+        out = term if out is None else out + term
+    if tbeta is not None:
+        term = reshape(tbeta, pshape)
+        out = term if out is None else out + term
+    if out is not None and out.shape != x.shape:  # only tbeta flowed: beta broadcast over x
+        out = broadcast_to(out, x.shape)
+    return out
+
+
+def _backward_ops(lay, eps, g, x, gamma):
+    """(dx[, dgamma, dbeta]) as deepcalc ops of (dy, x[, gamma])."""
+    axes = lay.axes(x)
+    x_hat, invstd = lay.stats(x, eps)
+    gx = g * reshape(gamma, lay.param_shape(x)) if gamma is not None else g
+    dx = invstd * (gx - mean(gx, axes, keepdims=True)
+                   - x_hat * mean(gx * x_hat, axes, keepdims=True))
+    if gamma is None:
+        return (dx,)
+    other = lay.param_axes(x)
+    return dx, reshape(sum(g * x_hat, other), gamma.shape), reshape(sum(g, other), gamma.shape)
+
+
+def _backward_tangent(lay, eps, g, x, gamma, tg, tx, tgamma):
+    """(t_dx[, t_dgamma, t_dbeta]) as deepcalc ops.  With h = dy * gamma, m1 = mean(h x_hat),
+    r = mean(x_hat tx) (means over the statistic's axes): tangent of x_hat = invstd (tx -
+    mean(tx) - x_hat r), of invstd = -invstd^2 r, so t_dx = -invstd r dx + invstd (th - mean(th)
+    - t_xhat m1 - x_hat (mean(th x_hat) + mean(h t_xhat))) with th = t_dy gamma + dy t_gamma;
+    t_dgamma = sum(t_dy x_hat + dy t_xhat), t_dbeta = sum(t_dy)."""
+    axes, pshape = lay.axes(x), lay.param_shape(x)
+    avg = lambda v: mean(v, axes, keepdims=True)  # noqa: E731
+    x_hat, invstd = lay.stats(x, eps)
+    gs = reshape(gamma, pshape) if gamma is not None else None
+    h = g * gs if gs is not None else g
+    th = None
+    if tg is not None:
+        th = tg * gs if gs is not None else tg
+    if tgamma is not None:
+        term = g * reshape(tgamma, pshape)
+        th = term if th is None else th + term
+    tdx = tx_hat = None
+    if tx is not None:
+        r = avg(x_hat * tx)
+        tx_hat = invstd * (tx - avg(tx) - x_hat * r)
+        m1 = avg(h * x_hat)
+        dx = invstd * (h - avg(h) - x_hat * m1)
+        tdx = -(invstd * r) * dx - invstd * (tx_hat * m1 + x_hat * avg(h * tx_hat))
+    if th is not None:
+        term = invstd * (th - avg(th) - x_hat * avg(th * x_hat))
+        tdx = term if tdx is None else tdx + term
+    tdx = _zeros_if_none(tdx, x)
+    if gamma is None:
+        return (tdx,)
+    other = lay.param_axes(x)
+    tdg = None
+    for term in (tg * x_hat if tg is not None else None,
+                 g * tx_hat if tx_hat is not None else None):
+        if term is not None:
+            tdg = term if tdg is None else tdg + term
+    tdg = reshape(sum(tdg, other), gamma.shape) if tdg is not None else _zeros_if_none(None, gamma)
+    tdb = reshape(sum(tg, other), gamma.shape) if tg is not None else _zeros_if_none(None, gamma)
+    return tdx, tdg, tdb
+
+
+def _zeros_if_none(t, like):
+    if t is None:
+        return wrap(np.zeros(like.shape, like.dtype))
+    return t if t.shape == like.shape else broadcast_to(t, like.shape)
+
+
+def _pack(base, tangents):
+    """Primitive inputs: ``base`` then the tangents that are present, and which those are."""
+    present = tuple(t is not None for t in tangents)
+    return tuple(base) + tuple(t for t in tangents if t is not None), present
+
+
+def _unpack(values, present):
+    """(base, three tangents) from ``_pack``'s inputs (absent tangents as None)."""
+    n_base = len(values) - builtins.sum(present)
+    it = iter(values[n_base:])
+    present = tuple(present) + (False,) * (3 - len(present))
+    return values[:n_base], tuple(next(it) if p else None for p in present)
 
 
 class _NormForward(Primitive):
@@ -70,97 +185,91 @@ class _NormForward(Primitive):
                      {"eps": ctx.params["eps"], "mean": mu, "invstd": invstd})
 
     def jvp(self, ctx, tx, *tparams):
-        lay, x = self.layout, ctx.inputs[0]
-        x_hat = None
-        out = None
-        if tx is not None:
-            axes = lay.axes(x)
-            x_hat, invstd = lay.stats(x, ctx.params["eps"])
-            tc = tx - mean(tx, axes, keepdims=True)
-            out = invstd * (tc - x_hat * mean(x_hat * tc, axes, keepdims=True))
-            if tparams:
-                out = out * reshape(ctx.inputs[1], lay.param_shape(x))
-        if tparams:
-            tgamma, tbeta = tparams
-            pshape = lay.param_shape(x)
-            if tgamma is not None:
-                if x_hat is None:
-                    x_hat, _ = lay.stats(x, ctx.params["eps"])
-                term = x_hat * reshape(tgamma, pshape)
-                out = term if out is None else out + term
-            if tbeta is not None:
-                term = reshape(tbeta, pshape)
-                out = term if out is None else out + term
-        if out is not None and out.shape != x.shape:  # only tbeta flowed: beta broadcast over x
-            out = broadcast_to(out, x.shape)
-        return out, None, None
+        tangents = (tx,) + tparams
+        if all(t is None for t in tangents):
+            return None, None, None
+        _, mu, invstd = (o.data for o in ctx.outs)
+        inputs, present = _pack(ctx.inputs[:2], tangents)
+        ty = apply(self.forward_jvp, inputs,
+                   {"eps": ctx.params["eps"], "mean": mu, "invstd": invstd, "present": present})
+        return ty, None, None
+
+
+class _NormForwardJvp(Primitive):
+    """(x[, gamma], present tangents of x, gamma, beta) -> t_y: the forward's tangent in one
+    native pass (cpp/norm); its own rules are those of ``_forward_tangent``."""
+
+    def forward(self, *arrays, eps, mean, invstd, present):
+        (x, *gamma), (tx, tgamma, tbeta) = _unpack(arrays, present)
+        lay = self.layout
+        return lay.from_kernel(_core.norm_forward_jvp(
+            lay.to_kernel(x), lay.stat(mean), lay.stat(invstd), _contiguous(gamma[0]) if gamma
+            else None, lay.to_kernel(tx), _contiguous(tgamma), _contiguous(tbeta), lay.batch), x)
+
+    def composite(self, params):
+        lay, eps, present = self.layout, params["eps"], params["present"]
+
+        def fn(*inputs):
+            (x, *gamma), tangents = _unpack(inputs, present)
+            return _zeros_if_none(_forward_tangent(lay, eps, x, gamma[0] if gamma else None,
+                                                   *tangents), x)
+        return fn
+
+    def vjp(self, ctx, c):
+        return composite_vjp(self.composite(ctx.params), ctx, (c,))
+
+    def jvp(self, ctx, *tangents):
+        return composite_jvp(self.composite(ctx.params), ctx, tangents)[0]
 
 
 class _NormBackward(Primitive):
     """(dy, x[, gamma]) -> (dx[, dgamma, dbeta]), mean and invstd of x as parameters."""
     multiple_results = True
 
-    def composite(self, eps):
-        """The backward as deepcalc ops of (dy, x[, gamma]): its derivatives are this one's."""
-        lay = self.layout
+    def vjp(self, ctx, *cotangents):
+        lay, eps = self.layout, ctx.params["eps"]
 
         def fn(g, x, *gamma):
-            axes = lay.axes(x)
-            x_hat, invstd = lay.stats(x, eps)
-            gx = g * reshape(gamma[0], lay.param_shape(x)) if gamma else g
-            dx = invstd * (gx - mean(gx, axes, keepdims=True)
-                           - x_hat * mean(gx * x_hat, axes, keepdims=True))
-            if not gamma:
-                return dx
-            pshape, other = gamma[0].shape, lay.param_axes(x)
-            return dx, reshape(sum(g * x_hat, other), pshape), reshape(sum(g, other), pshape)
+            return _backward_ops(lay, eps, g, x, gamma[0] if gamma else None)
+        return composite_vjp(fn, ctx, cotangents)
+
+    def jvp(self, ctx, tg, tx, *tgamma):
+        tangents = (tg, tx) + tgamma
+        if all(t is None for t in tangents):
+            return (None,) * len(ctx.outs)
+        inputs, present = _pack(ctx.inputs, tangents)
+        return apply(self.backward_jvp, inputs, dict(ctx.params, present=present))
+
+
+class _NormBackwardJvp(Primitive):
+    """(dy, x[, gamma], present tangents of dy, x, gamma) -> (t_dx[, t_dgamma, t_dbeta]): the
+    backward's tangent in one native kernel (cpp/norm); its own rules are those of
+    ``_backward_tangent``."""
+    multiple_results = True
+
+    def forward(self, *arrays, eps, mean, invstd, present):
+        (g, x, *gamma), (tg, tx, tgamma) = _unpack(arrays, present)
+        lay = self.layout
+        tdx, tdg, tdb = _core.norm_backward_jvp(
+            lay.to_kernel(g), lay.to_kernel(x), lay.stat(mean), lay.stat(invstd),
+            _contiguous(gamma[0]) if gamma else None, lay.to_kernel(tg), lay.to_kernel(tx),
+            _contiguous(tgamma), lay.batch)
+        tdx = lay.from_kernel(tdx, x)
+        return (tdx, tdg, tdb) if gamma else (tdx,)
+
+    def composite(self, params):
+        lay, eps, present = self.layout, params["eps"], params["present"]
+
+        def fn(*inputs):
+            (g, x, *gamma), tangents = _unpack(inputs, present)
+            return _backward_tangent(lay, eps, g, x, gamma[0] if gamma else None, *tangents)
         return fn
 
     def vjp(self, ctx, *cotangents):
-        return composite_vjp(self.composite(ctx.params["eps"]), ctx, cotangents)
+        return composite_vjp(self.composite(ctx.params), ctx, cotangents)
 
-    def jvp(self, ctx, tg, tx, *tgamma):
-        """With h = dy * gamma, m1 = mean(h x_hat), r = mean(x_hat tx) (means over the statistic's
-        axes): tangent of x_hat = invstd (tx - mean(tx) - x_hat r), of invstd = -invstd^2 r,
-        so t_dx = -invstd r dx + invstd (th - mean(th) - t_xhat m1 - x_hat (mean(th x_hat) +
-        mean(h t_xhat))) with th = t_dy gamma + dy t_gamma; t_dgamma = sum(t_dy x_hat + dy t_xhat),
-        t_dbeta = sum(t_dy)."""
-        lay, eps = self.layout, ctx.params["eps"]
-        g, x = ctx.inputs[:2]
-        axes = lay.axes(x)
-        avg = lambda v: mean(v, axes, keepdims=True)  # noqa: E731
-        x_hat, invstd = lay.stats(x, eps)
-        gamma = reshape(ctx.inputs[2], lay.param_shape(x)) if len(ctx.inputs) == 3 else None
-        h = g * gamma if gamma is not None else g
-        th = None
-        if tg is not None:
-            th = tg * gamma if gamma is not None else tg
-        if tgamma and tgamma[0] is not None:
-            term = g * reshape(tgamma[0], lay.param_shape(x))
-            th = term if th is None else th + term
-        tdx = tx_hat = None
-        if tx is not None:
-            r = avg(x_hat * tx)
-            tx_hat = invstd * (tx - avg(tx) - x_hat * r)
-            m1 = avg(h * x_hat)
-            dx = invstd * (h - avg(h) - x_hat * m1)
-            tdx = -(invstd * r) * dx - invstd * (tx_hat * m1 + x_hat * avg(h * tx_hat))
-        if th is not None:
-            term = invstd * (th - avg(th) - x_hat * avg(th * x_hat))
-            tdx = term if tdx is None else tdx + term
-        if tdx is not None and tdx.shape != x.shape:
-            tdx = broadcast_to(tdx, x.shape)
-        if gamma is None:
-            return (tdx,)
-        pshape, other = ctx.inputs[2].shape, lay.param_axes(x)
-        tdg = None
-        for term in (tg * x_hat if tg is not None else None,
-                     g * tx_hat if tx_hat is not None else None):
-            if term is not None:
-                tdg = term if tdg is None else tdg + term
-        tdg = reshape(sum(tdg, other), pshape) if tdg is not None else None
-        tdb = reshape(sum(tg, other), pshape) if tg is not None else None
-        return tdx, tdg, tdb
+    def jvp(self, ctx, *tangents):
+        return composite_jvp(self.composite(ctx.params), ctx, tangents)
 
 
 class BatchNormTrain(_NormForward):
@@ -205,10 +314,34 @@ class LayerNormBackward(_NormBackward):
         return (dx, dgamma, dbeta) if gamma else (dx,)
 
 
+class BatchNormForwardJvp(_NormForwardJvp):
+    name = "batch_norm_jvp"
+    layout = _Layout(batch=True)
+
+
+class BatchNormBackwardJvp(_NormBackwardJvp):
+    name = "batch_norm_backward_jvp"
+    layout = _Layout(batch=True)
+
+
+class LayerNormForwardJvp(_NormForwardJvp):
+    name = "layer_norm_jvp"
+    layout = _Layout(batch=False)
+
+
+class LayerNormBackwardJvp(_NormBackwardJvp):
+    name = "layer_norm_backward_jvp"
+    layout = _Layout(batch=False)
+
+
 _batch_norm_train = BatchNormTrain()
 _batch_norm_train.backward = BatchNormBackward()
+_batch_norm_train.forward_jvp = BatchNormForwardJvp()
+_batch_norm_train.backward.backward_jvp = BatchNormBackwardJvp()
 _layer_norm = LayerNorm()
 _layer_norm.backward = LayerNormBackward()
+_layer_norm.forward_jvp = LayerNormForwardJvp()
+_layer_norm.backward.backward_jvp = LayerNormBackwardJvp()
 
 
 def batch_norm_train(x, weight, bias, eps):
