@@ -12,9 +12,10 @@ BatchNorm reduces over the batch (and length) axes per channel; LayerNorm over t
 per row.  Four primitives per layer, each a fused native kernel (so every order runs them):
 the forward (y, mean, invstd), the backward (dx, dgamma, dbeta), and the forward-mode tangents
 of both (the forward's JVP, and the backward's JVP that forward-over-reverse HVPs need).  The
-next order comes from the same equations as deepcalc ops (``_forward_tangent``,
-``_backward_ops``, ``_backward_tangent``), with mean and invstd recomputed from x so every
-derivative goes through the statistics.  mean and invstd are outputs the kernels reuse;
+backward's VJP is made of the two tangent kernels (see ``_NormBackward.vjp``); the tangent
+kernels' own rules are their equations as deepcalc ops (``_forward_tangent``,
+``_backward_tangent``), with mean and invstd recomputed from x so every derivative goes
+through the statistics.  mean and invstd are outputs the kernels reuse;
 autodiff does not follow them (they are constants of the graph, as in torch).
 """
 from __future__ import annotations
@@ -98,19 +99,6 @@ def _forward_tangent(lay, eps, x, gamma, tx, tgamma, tbeta):
     if out is not None and out.shape != x.shape:  # only tbeta flowed: beta broadcast over x
         out = broadcast_to(out, x.shape)
     return out
-
-
-def _backward_ops(lay, eps, g, x, gamma):
-    """(dx[, dgamma, dbeta]) as deepcalc ops of (dy, x[, gamma])."""
-    axes = lay.axes(x)
-    x_hat, invstd = lay.stats(x, eps)
-    gx = g * reshape(gamma, lay.param_shape(x)) if gamma is not None else g
-    dx = invstd * (gx - mean(gx, axes, keepdims=True)
-                   - x_hat * mean(gx * x_hat, axes, keepdims=True))
-    if gamma is None:
-        return (dx,)
-    other = lay.param_axes(x)
-    return dx, reshape(sum(g * x_hat, other), gamma.shape), reshape(sum(g, other), gamma.shape)
 
 
 def _backward_tangent(lay, eps, g, x, gamma, tg, tx, tgamma):
@@ -226,12 +214,28 @@ class _NormBackward(Primitive):
     """(dy, x[, gamma]) -> (dx[, dgamma, dbeta]), mean and invstd of x as parameters."""
     multiple_results = True
 
-    def vjp(self, ctx, *cotangents):
-        lay, eps = self.layout, ctx.params["eps"]
-
-        def fn(g, x, *gamma):
-            return _backward_ops(lay, eps, g, x, gamma[0] if gamma else None)
-        return composite_vjp(fn, ctx, cotangents)
+    def vjp(self, ctx, c_dx, *c_params):
+        """The backward is the gradient of L = <dy, y(x, gamma, beta)>, linear in dy, so its VJP
+        needs no new kernel: the dy part is the forward's tangent along the cotangents (J c),
+        the (x, gamma) part the Hessian of L applied to them (H c, symmetric), which is the
+        backward's own tangent with t_dy = 0."""
+        g, x = ctx.inputs[:2]
+        gamma = tuple(ctx.inputs[2:])
+        stats = {"eps": ctx.params["eps"], "mean": ctx.params["mean"],
+                 "invstd": ctx.params["invstd"]}
+        c_g = c_x = c_gamma = None
+        forward_t = (c_dx,) + c_params
+        if g.requires_grad and any(t is not None for t in forward_t):
+            inputs, present = _pack((x,) + gamma, forward_t)
+            c_g = apply(self.forward_jvp, inputs, dict(stats, present=present))
+        hessian_t = (None, c_dx) + c_params[:1]
+        if (x.requires_grad or (gamma and gamma[0].requires_grad)) and \
+                any(t is not None for t in hessian_t):
+            inputs, present = _pack((g, x) + gamma, hessian_t)
+            outs = apply(self.backward_jvp, inputs, dict(stats, present=present))
+            c_x = outs[0]
+            c_gamma = outs[1] if gamma else None
+        return (c_g, c_x) + ((c_gamma,) if gamma else ())
 
     def jvp(self, ctx, tg, tx, *tgamma):
         tangents = (tg, tx) + tgamma
@@ -338,10 +342,12 @@ _batch_norm_train = BatchNormTrain()
 _batch_norm_train.backward = BatchNormBackward()
 _batch_norm_train.forward_jvp = BatchNormForwardJvp()
 _batch_norm_train.backward.backward_jvp = BatchNormBackwardJvp()
+_batch_norm_train.backward.forward_jvp = _batch_norm_train.forward_jvp
 _layer_norm = LayerNorm()
 _layer_norm.backward = LayerNormBackward()
 _layer_norm.forward_jvp = LayerNormForwardJvp()
 _layer_norm.backward.backward_jvp = LayerNormBackwardJvp()
+_layer_norm.backward.forward_jvp = _layer_norm.forward_jvp
 
 
 def batch_norm_train(x, weight, bias, eps):
