@@ -364,3 +364,29 @@ def test_create_graph_grads_stay_differentiable():
     x.grad = None
     g.sum().backward()
     np.testing.assert_allclose(x.grad.data, 6 * np.array([1.0, 2.0]))
+
+
+def test_grad_wrt_some_inputs_skips_the_others_and_leaves_the_graph_whole():
+    """grad(outputs, [x]) lets rules skip gradients no target needs (ctx.needs_grad), and a
+    later backward over the retained graph still gets every gradient."""
+    import deepcalc.ops.linear as linear_mod
+    rng = np.random.default_rng(0)
+    x = dc.tensor(rng.standard_normal((4, 3)), requires_grad=True)
+    w = dc.tensor(rng.standard_normal((2, 3)), requires_grad=True)
+    b = dc.tensor(rng.standard_normal(2), requires_grad=True)
+    loss = (dc.nn.functional.linear(x, w, b, activation="tanh") ** 2).sum()
+    seen = []
+    orig = linear_mod.LinearBackward.forward
+
+    def spy(self, *a, needs, **k):
+        seen.append(needs)
+        return orig(self, *a, needs=needs, **k)
+    linear_mod.LinearBackward.forward = spy
+    try:
+        (gx,) = dc.autograd_grad(loss, [x], retain_graph=True)
+        loss.backward()
+    finally:
+        linear_mod.LinearBackward.forward = orig
+    assert seen == [(True, False, False), (True, True, True)]
+    np.testing.assert_allclose(gx.data, np.asarray(x.grad))
+    assert w.grad is not None and b.grad is not None

@@ -152,7 +152,10 @@ def _propagate(order, grads, targets, reaches, results, plain, claimed, retain_g
         inputs = node.inputs
         if inputs is None:
             raise RuntimeError(_RELEASED_MSG.format(prim.name))
+        if reaches is not None:  # only inputs on a path to a target need their gradient
+            node.needs = tuple(n is not None and n in reaches for n in node.next)
         in_grads = prim.vjp(node, *g) if prim.multiple_results else prim.vjp(node, g)
+        node.needs = None  # the graph may be walked again, for other inputs
         if len(in_grads) != len(inputs):
             raise RuntimeError(f"{prim.name}: VJP rule returned {len(in_grads)} gradients for "
                                f"{len(inputs)} inputs")

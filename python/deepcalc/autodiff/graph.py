@@ -217,7 +217,14 @@ class Node:
     """One recorded primitive application: what the VJP rule needs to run later."""
 
     __slots__ = ("prim", "inputs", "params", "saved", "out_data", "out_fw", "next", "retained",
-                 "seq", "__weakref__")
+                 "seq", "needs", "__weakref__")
+
+    def needs_grad(self, i: int) -> bool:
+        """Whether the VJP rule must compute input ``i``'s gradient: it requires grad and, in a
+        ``grad(outputs, inputs)`` pass, leads to one of the inputs asked for (set by the engine;
+        a rule may skip the others, as torch's ``needs_input_grad``)."""
+        needs = self.needs
+        return self.inputs[i].requires_grad if needs is None else needs[i]
 
     def __init__(self, prim, inputs, params, saved, out):
         self.prim = prim
@@ -235,6 +242,7 @@ class Node:
                 nxt.append(None)
         self.next = nxt
         self.retained = None
+        self.needs = None
         self.seq = next(_SEQ)  # after the input nodes (see _SEQ)
 
     @property

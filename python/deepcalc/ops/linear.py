@@ -86,7 +86,7 @@ class LinearAct(Primitive):
     def vjp(self, ctx, g):
         x, w = ctx.inputs[0], ctx.inputs[1]
         b = ctx.inputs[2:]
-        needs = (x.requires_grad, w.requires_grad, bool(b) and b[0].requires_grad)
+        needs = (ctx.needs_grad(0), ctx.needs_grad(1), bool(b) and ctx.needs_grad(2))
         outs = iter(apply(_linear_backward, (g, x, w) + self._saved_operand(ctx, g),
                           {"activation": ctx.params["activation"], "needs": needs}))
         grads = tuple(next(outs) if need else None for need in needs)
