@@ -10,7 +10,7 @@ time only where the next order is wanted; the first order always runs the kernel
 from __future__ import annotations
 
 from . import engine
-from .graph import STATE, enable_grad, new_level, node_of, watch, wrap
+from .graph import STATE, dual, enable_grad, new_level, watch
 
 
 def _as_tuple(out):
@@ -41,18 +41,7 @@ def composite_jvp(fn, ctx, tangents):
     input has none), computed on a forward level of its own (above every active one, so the
     tangents of enclosing transforms ride along as usual)."""
     level = new_level()
-    duals = []
-    for x, t in zip(ctx.inputs, tangents):
-        if t is None:
-            duals.append(x)
-            continue
-        d = wrap(x.data)
-        if x.requires_grad:
-            d.requires_grad = True
-            d._node = node_of(x)
-        d._fw = dict(x._fw) if x._fw else {}
-        d._fw[level] = t
-        duals.append(d)
+    duals = [x if t is None else dual(x, t, level) for x, t in zip(ctx.inputs, tangents)]
     STATE.fw_levels.append(level)
     try:
         outs = _as_tuple(fn(*duals))

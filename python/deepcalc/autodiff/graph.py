@@ -364,6 +364,18 @@ class JvpContext:
         return self._out
 
 
+def dual(x: Tensor, t: Tensor, level: int) -> Tensor:
+    """``x`` (same data, same reverse-mode node) carrying tangent ``t`` at forward ``level``
+    on top of the tangents it already has."""
+    d = wrap(x.data)
+    if x.requires_grad:
+        d.requires_grad = True
+        d._node = node_of(x)
+    d._fw = dict(x._fw) if x._fw else {}
+    d._fw[level] = t
+    return d
+
+
 def strip_levels(t: Tensor, level: int) -> Tensor:
     """A view of ``t`` sharing data and reverse-mode history, with tangents below ``level`` only."""
     fw = t._fw

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..autodiff import engine
-from ..autodiff.graph import (STATE, Tensor, apply, enable_grad, new_level, node_of,
+from ..autodiff.graph import (STATE, Tensor, dual, enable_grad, new_level, node_of,
                               transform_scope, watch, wrap)
 from ..autodiff.pytree import flatten
 from ..autodiff.randomness import check_policy, random_scope
@@ -253,14 +253,7 @@ def _jvp(op, f, primals, tangents):
 
 def _dual(op, x, t, level) -> Tensor:
     _check_tensor(op, x, "primal")
-    t = _as_tangent(op, "tangent", t, x)
-    d = wrap(x.data)
-    if x.requires_grad:
-        d.requires_grad = True
-        d._node = node_of(x)
-    d._fw = dict(x._fw) if x._fw else {}
-    d._fw[level] = t
-    return d
+    return dual(x, _as_tangent(op, "tangent", t, x), level)
 
 
 def _drop_level(o: Tensor, level) -> Tensor:

@@ -38,10 +38,12 @@ def _contiguous(a):
 
 class _Layout:
     """Where the statistics live: the axes reduced for mean/invstd and for gamma/beta's
-    gradients, and the shape gamma takes to broadcast against x."""
+    gradients, the shape gamma takes to broadcast against x, and the family's kernels."""
 
     def __init__(self, batch: bool):
         self.batch = batch
+        self.forward_kernel = _core.batchnorm_forward_train if batch else _core.layernorm_forward
+        self.backward_kernel = _core.batchnorm_backward if batch else _core.layernorm_backward
 
     def axes(self, x):
         if self.batch:
@@ -167,6 +169,10 @@ class _NormForward(Primitive):
     multiple_results = True
     differentiable_outputs = (0,)
 
+    def forward(self, x, *params, eps):
+        gamma, beta = (_contiguous(p) for p in params) if params else (None, None)
+        return self.layout.forward_kernel(np.ascontiguousarray(x), gamma, beta, eps)
+
     def vjp(self, ctx, gy, gmean, ginvstd):
         _, mu, invstd = ctx.out_data
         return apply(self.backward, (gy,) + tuple(ctx.inputs[:2]),
@@ -213,6 +219,12 @@ class _NormForwardJvp(Primitive):
 class _NormBackward(Primitive):
     """(dy, x[, gamma]) -> (dx[, dgamma, dbeta]), mean and invstd of x as parameters."""
     multiple_results = True
+
+    def forward(self, dy, x, *gamma, eps, mean, invstd):
+        dx, dgamma, dbeta = self.layout.backward_kernel(
+            np.ascontiguousarray(dy), np.ascontiguousarray(x), mean, invstd,
+            _contiguous(gamma[0]) if gamma else None)
+        return (dx, dgamma, dbeta) if gamma else (dx,)
 
     def vjp(self, ctx, c_dx, *c_params):
         """The backward is the gradient of L = <dy, y(x, gamma, beta)>, linear in dy, so its VJP
@@ -281,20 +293,10 @@ class BatchNormTrain(_NormForward):
     name = "batch_norm"
     layout = _Layout(batch=True)
 
-    def forward(self, x, *params, eps):
-        gamma, beta = (_contiguous(p) for p in params) if params else (None, None)
-        return _core.batchnorm_forward_train(np.ascontiguousarray(x), gamma, beta, eps)
-
 
 class BatchNormBackward(_NormBackward):
     name = "batch_norm_backward"
     layout = _Layout(batch=True)
-
-    def forward(self, dy, x, *gamma, eps, mean, invstd):
-        dx, dgamma, dbeta = _core.batchnorm_backward(
-            np.ascontiguousarray(dy), np.ascontiguousarray(x), mean, invstd,
-            _contiguous(gamma[0]) if gamma else None)
-        return (dx, dgamma, dbeta) if gamma else (dx,)
 
 
 class LayerNorm(_NormForward):
@@ -302,20 +304,10 @@ class LayerNorm(_NormForward):
     name = "layer_norm"
     layout = _Layout(batch=False)
 
-    def forward(self, x, *params, eps):
-        gamma, beta = (_contiguous(p) for p in params) if params else (None, None)
-        return _core.layernorm_forward(np.ascontiguousarray(x), gamma, beta, eps)
-
 
 class LayerNormBackward(_NormBackward):
     name = "layer_norm_backward"
     layout = _Layout(batch=False)
-
-    def forward(self, dy, x, *gamma, eps, mean, invstd):
-        dx, dgamma, dbeta = _core.layernorm_backward(
-            np.ascontiguousarray(dy), np.ascontiguousarray(x), mean, invstd,
-            _contiguous(gamma[0]) if gamma else None)
-        return (dx, dgamma, dbeta) if gamma else (dx,)
 
 
 class BatchNormForwardJvp(_NormForwardJvp):
