@@ -49,6 +49,14 @@ _NP_ACT = {"none": lambda z: z, "relu": lambda z: np.maximum(z, 0), "tanh": np.t
            "gelu": lambda z: z * 0.5 * (1 + _erf(z / math.sqrt(2)))}
 
 
+_RM, _RV = np.array([0.3, -1.0, 2.0]), np.array([0.5, 2.0, 1.5])   # running statistics
+
+
+def _running(x):
+    """Eval-mode BatchNorm's running mean and variance as tensors of x's dtype."""
+    return dc.tensor(_RM.astype(x.dtype)), dc.tensor(_RV.astype(x.dtype))
+
+
 def _np_norm(x, axes, eps=1e-5):
     mu = x.mean(axis=axes, keepdims=True)
     return (x - mu) / np.sqrt(((x - mu) ** 2).mean(axis=axes, keepdims=True) + eps)
@@ -202,6 +210,11 @@ OPS = [
      lambda x, g, b: _np_norm(x, (0,)) * g + b, [((5, 3), "n"), ((3,), "p"), ((3,), "n")]),
     ("batch_norm_train_3d", lambda x: F.batch_norm(x, training=True),
      lambda x: _np_norm(x, (0, 2)), [((4, 3, 2), "n")]),
+    ("batch_norm_eval", lambda x, g, b: F.batch_norm(x, *_running(x), weight=g, bias=b),
+     lambda x, g, b: (x - _RM) / np.sqrt(_RV + 1e-5) * g + b,
+     [((5, 3), "n"), ((3,), "p"), ((3,), "n")]),
+    ("batch_norm_eval_3d", lambda x: F.batch_norm(x, *_running(x)),
+     lambda x: (x - _RM[:, None]) / np.sqrt(_RV[:, None] + 1e-5), [((4, 3, 2), "n")]),
     ("layer_norm", lambda x, g, b: F.layer_norm(x, weight=g, bias=b),
      lambda x, g, b: _np_norm(x, (-1,)) * g + b, [((2, 3, 4), "n"), ((4,), "p"), ((4,), "n")]),
     ("layer_norm_plain", F.layer_norm, lambda x: _np_norm(x, (-1,)), [((3, 5), "n")]),

@@ -13,7 +13,8 @@ from ..creation import default_generator
 from ..ops import gelu, log_softmax, relu, sigmoid, softmax, tanh  # noqa: F401  (re-exported)
 from ..ops._convert import as_tensor
 from ..ops.linear import linear_act
-from ..ops.norm import batch_norm_train, layer_norm as _layer_norm, update_running_stats
+from ..ops.norm import (batch_norm_eval, batch_norm_train, layer_norm as _layer_norm,
+                        update_running_stats)
 from . import _checks
 
 __all__ = ["ACTIVATIONS", "activation_fn", "linear", "relu", "tanh", "sigmoid", "gelu", "softmax",
@@ -259,15 +260,8 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None,
             update_running_stats(running_mean.data, running_var.data, mu.data, invstd.data, m,
                                  momentum, eps)
         return y
-    # eval: an affine map with constant scale and shift per channel
-    shape = (c,) if x.ndim == 2 else (1, c, 1)
-    invstd = 1.0 / np.sqrt(np.asarray(running_var.data, np.float64) + eps)
-    scale = wrap((invstd).astype(x.dtype).reshape(shape))
-    shift = wrap((-np.asarray(running_mean.data, np.float64) * invstd).astype(x.dtype).reshape(shape))
-    y = x * scale + shift
-    if weight is not None:
-        y = y * weight.reshape(shape) + bias.reshape(shape)
-    return y
+    # eval: an affine map with constant scale and shift per channel, one native pass
+    return batch_norm_eval(x, running_mean.data, running_var.data, weight, bias, eps)
 
 
 def layer_norm(x, normalized_shape=None, weight=None, bias=None, eps: float = 1e-5):

@@ -310,6 +310,54 @@ class LayerNormBackward(_NormBackward):
     layout = _Layout(batch=False)
 
 
+class BatchNormEval(Primitive):
+    """Eval-mode batch norm, (x[, gamma, beta]) -> y = gamma (x - running_mean) s + beta with
+    s = 1 / sqrt(running_var + eps): one native pass (cpp/norm); the running statistics are
+    constants (params), so every derivative is of an affine map in x (and bilinear in gamma)."""
+    name = "batch_norm_eval"
+    layout = _Layout(batch=True)
+
+    def forward(self, x, *params, running_mean, running_var, eps):
+        gamma, beta = (_contiguous(p) for p in params) if params else (None, None)
+        return _core.batchnorm_forward_eval(np.ascontiguousarray(x), running_mean, running_var,
+                                            gamma, beta, eps)
+
+    def _affine(self, ctx):
+        """(x_hat, s) as ops: x_hat = (x - running_mean) s, s per channel (a constant)."""
+        x, p = ctx.inputs[0], ctx.params
+        shape = self.layout.param_shape(x)
+        s = 1.0 / np.sqrt(np.asarray(p["running_var"], np.float64) + p["eps"])
+        s_t = wrap(s.astype(x.dtype).reshape(shape))
+        mu = wrap(np.asarray(p["running_mean"]).astype(x.dtype).reshape(shape))
+        return (x - mu) * s_t, s_t
+
+    def vjp(self, ctx, g):
+        x_hat, s = self._affine(ctx)
+        x, gamma = ctx.inputs[0], ctx.inputs[1:2]
+        shape = self.layout.param_shape(x)
+        dx = g * (reshape(gamma[0], shape) * s) if gamma else g * s
+        if not gamma:
+            return (dx,)
+        other = self.layout.param_axes(x)
+        pshape = gamma[0].shape
+        return dx, reshape(sum(g * x_hat, other), pshape), reshape(sum(g, other), pshape)
+
+    def jvp(self, ctx, tx, *tparams):
+        x_hat, s = self._affine(ctx)
+        x, gamma = ctx.inputs[0], ctx.inputs[1:2]
+        shape = self.layout.param_shape(x)
+        out = None
+        if tx is not None:
+            out = tx * (reshape(gamma[0], shape) * s) if gamma else tx * s
+        if tparams:
+            tgamma, tbeta = tparams
+            for term in (x_hat * reshape(tgamma, shape) if tgamma is not None else None,
+                         reshape(tbeta, shape) if tbeta is not None else None):
+                if term is not None:
+                    out = term if out is None else out + term
+        return _zeros_if_none(out, x) if out is not None else None
+
+
 class BatchNormForwardJvp(_NormForwardJvp):
     name = "batch_norm_jvp"
     layout = _Layout(batch=True)
@@ -347,6 +395,18 @@ def batch_norm_train(x, weight, bias, eps):
     followed by autodiff)."""
     inputs = (x,) if weight is None else (x, weight, bias)
     return apply(_batch_norm_train, inputs, {"eps": float(eps)})
+
+
+_batch_norm_eval = BatchNormEval()
+
+
+def batch_norm_eval(x, running_mean, running_var, weight, bias, eps):
+    """Eval-mode batch norm on the running statistics (arrays of x's dtype, not followed by
+    autodiff)."""
+    inputs = (x,) if weight is None else (x, weight, bias)
+    return apply(_batch_norm_eval, inputs, {"running_mean": np.ascontiguousarray(running_mean),
+                                            "running_var": np.ascontiguousarray(running_var),
+                                            "eps": float(eps)})
 
 
 def update_running_stats(running_mean, running_var, mean, invstd, m, momentum, eps):
