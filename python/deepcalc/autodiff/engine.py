@@ -29,10 +29,11 @@ def _seq_order(roots):
 
 
 def _useful(order, targets):
-    """The nodes of ``order`` with a path to a target, in the same order, and that set (the
-    targets (a node's inputs come after it in ``order``, so a reverse walk sees them first).  A
-    target with no other target upstream stops the walk: its rule does not run (and its saved
-    tensors are not freed), as the graph beyond it may belong to an enclosing computation."""
+    """The nodes of ``order`` with a path to a target (targets included), in the same order, and
+    that set.  A node's inputs come after it in ``order``, so a reverse walk sees them first.
+    ``_propagate`` stops at a target with no other target upstream: its rule does not run (and
+    its saved tensors are not freed), as the graph beyond it may belong to an enclosing
+    computation."""
     order = list(order)
     reaches = set()   # nodes with a path to some target (targets included)
     for node in reversed(order):
@@ -130,11 +131,13 @@ def _propagate(order, grads, targets, reaches, results, plain, claimed, retain_g
             if t is not None:
                 _accumulate_grad(t, g, plain, claimed)
         if targets is not None:
+            # which inputs lie on a path to a target: only their gradients are needed
+            needs = tuple(n is not None and n in reaches for n in node.next)
             hit = targets.get(node)
             if hit is not None:
                 for i in hit:
                     results[i] = g
-                if not any(n is not None and n in reaches for n in node.next):
+                if not any(needs):
                     continue  # nothing wanted lies upstream: leave the graph beyond it alone
         prim = node.prim
         if prim is None:  # a leaf's AccumulateGrad, or one output's slot of a multi-output node
@@ -152,8 +155,8 @@ def _propagate(order, grads, targets, reaches, results, plain, claimed, retain_g
         inputs = node.inputs
         if inputs is None:
             raise RuntimeError(_RELEASED_MSG.format(prim.name))
-        if reaches is not None:  # only inputs on a path to a target need their gradient
-            node.needs = tuple(n is not None and n in reaches for n in node.next)
+        if targets is not None:
+            node.needs = needs
         in_grads = prim.vjp(node, *g) if prim.multiple_results else prim.vjp(node, g)
         node.needs = None  # the graph may be walked again, for other inputs
         if len(in_grads) != len(inputs):

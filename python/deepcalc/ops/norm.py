@@ -130,7 +130,7 @@ def _backward_tangent(lay, eps, g, x, gamma, tg, tx, tgamma):
     if th is not None:
         term = invstd * (th - avg(th) - x_hat * avg(th * x_hat))
         tdx = term if tdx is None else tdx + term
-    tdx = _zeros_if_none(tdx, x)
+    tdx = _shaped_like(tdx, x)
     if gamma is None:
         return (tdx,)
     other = lay.param_axes(x)
@@ -139,12 +139,14 @@ def _backward_tangent(lay, eps, g, x, gamma, tg, tx, tgamma):
                  g * tx_hat if tx_hat is not None else None):
         if term is not None:
             tdg = term if tdg is None else tdg + term
-    tdg = reshape(sum(tdg, other), gamma.shape) if tdg is not None else _zeros_if_none(None, gamma)
-    tdb = reshape(sum(tg, other), gamma.shape) if tg is not None else _zeros_if_none(None, gamma)
+    tdg = reshape(sum(tdg, other), gamma.shape) if tdg is not None else _shaped_like(None, gamma)
+    tdb = reshape(sum(tg, other), gamma.shape) if tg is not None else _shaped_like(None, gamma)
     return tdx, tdg, tdb
 
 
-def _zeros_if_none(t, like):
+def _shaped_like(t, like):
+    """``t`` broadcast to ``like``'s shape, or zeros of that shape when ``t`` is None (no
+    tangent flowed), so composite rules always return full-shaped Tensors."""
     if t is None:
         return wrap(np.zeros(like.shape, like.dtype))
     return t if t.shape == like.shape else broadcast_to(t, like.shape)
@@ -162,6 +164,10 @@ def _unpack(values, present):
     it = iter(values[n_base:])
     present = tuple(present) + (False,) * (3 - len(present))
     return values[:n_base], tuple(next(it) if p else None for p in present)
+
+
+_BATCH = _Layout(batch=True)    # statistics per channel over N (and L)
+_LAYER = _Layout(batch=False)   # statistics per row over the last axis
 
 
 class _NormForward(Primitive):
@@ -205,7 +211,7 @@ class _NormForwardJvp(Primitive):
 
         def fn(*inputs):
             (x, *gamma), tangents = _unpack(inputs, present)
-            return _zeros_if_none(_forward_tangent(lay, eps, x, gamma[0] if gamma else None,
+            return _shaped_like(_forward_tangent(lay, eps, x, gamma[0] if gamma else None,
                                                    *tangents), x)
         return fn
 
@@ -291,23 +297,23 @@ class _NormBackwardJvp(Primitive):
 class BatchNormTrain(_NormForward):
     """x is (N, C) or (N, C, L); statistics per channel over N (and L)."""
     name = "batch_norm"
-    layout = _Layout(batch=True)
+    layout = _BATCH
 
 
 class BatchNormBackward(_NormBackward):
     name = "batch_norm_backward"
-    layout = _Layout(batch=True)
+    layout = _BATCH
 
 
 class LayerNorm(_NormForward):
     """Normalizes over the last axis of any-shaped x; gamma/beta have shape (C,)."""
     name = "layer_norm"
-    layout = _Layout(batch=False)
+    layout = _LAYER
 
 
 class LayerNormBackward(_NormBackward):
     name = "layer_norm_backward"
-    layout = _Layout(batch=False)
+    layout = _LAYER
 
 
 class BatchNormEval(Primitive):
@@ -315,7 +321,7 @@ class BatchNormEval(Primitive):
     s = 1 / sqrt(running_var + eps): one native pass (cpp/norm); the running statistics are
     constants (params), so every derivative is of an affine map in x (and bilinear in gamma)."""
     name = "batch_norm_eval"
-    layout = _Layout(batch=True)
+    layout = _BATCH
 
     def forward(self, x, *params, running_mean, running_var, eps):
         gamma, beta = (_contiguous(p) for p in params) if params else (None, None)
@@ -355,27 +361,27 @@ class BatchNormEval(Primitive):
                          reshape(tbeta, shape) if tbeta is not None else None):
                 if term is not None:
                     out = term if out is None else out + term
-        return _zeros_if_none(out, x) if out is not None else None
+        return _shaped_like(out, x) if out is not None else None
 
 
 class BatchNormForwardJvp(_NormForwardJvp):
     name = "batch_norm_jvp"
-    layout = _Layout(batch=True)
+    layout = _BATCH
 
 
 class BatchNormBackwardJvp(_NormBackwardJvp):
     name = "batch_norm_backward_jvp"
-    layout = _Layout(batch=True)
+    layout = _BATCH
 
 
 class LayerNormForwardJvp(_NormForwardJvp):
     name = "layer_norm_jvp"
-    layout = _Layout(batch=False)
+    layout = _LAYER
 
 
 class LayerNormBackwardJvp(_NormBackwardJvp):
     name = "layer_norm_backward_jvp"
-    layout = _Layout(batch=False)
+    layout = _LAYER
 
 
 _batch_norm_train = BatchNormTrain()
