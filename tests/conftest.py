@@ -3,6 +3,8 @@ makers for the domains ops need (positive, away from kinks, well-conditioned mat
 JVP/VJP consistency check <J t, u> == <t, J^T u>."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -104,3 +106,38 @@ def assert_jvp_vjp_consistent(f, xs, rng, rtol=1e-10):
     rhs = float(sum(np.sum(t.data * g.data) for t, g in zip(ts, gs)))
     assert np.isfinite(lhs)
     np.testing.assert_allclose(lhs, rhs, rtol=rtol, atol=1e-12)
+
+
+# float64 references of the fused activations and their derivatives (NaN propagated), shared by
+# the kernel edge-case and fuzz tests
+_erf = np.vectorize(math.erf, otypes=[np.float64])
+
+
+def act_ref(z, act):
+    """act(z) in float64 with NaN propagated (relu(NaN) = NaN as torch; gelu(-inf) = -inf * 0)."""
+    z = np.asarray(z, np.float64)
+    with np.errstate(all="ignore"):
+        if act == "relu":
+            return np.where(z < 0, 0.0, z)
+        if act == "gelu":
+            return 0.5 * z * (1 + _erf(z / math.sqrt(2)))
+        if act == "tanh":
+            return np.tanh(z)
+        if act == "sigmoid":
+            return 1 / (1 + np.exp(-z))
+        return z
+
+
+def act_deriv_ref(s, act):
+    """act'(.) from what the forward saves (y, or z for gelu); NaN in gives NaN out."""
+    s = np.asarray(s, np.float64)
+    with np.errstate(all="ignore"):
+        if act == "relu":
+            return np.where(np.isnan(s), np.nan, (s > 0).astype(np.float64))
+        if act == "gelu":
+            return 0.5 * (1 + _erf(s / math.sqrt(2))) + s * np.exp(-0.5 * s * s) / math.sqrt(2 * math.pi)
+        if act == "tanh":
+            return 1 - s * s
+        if act == "sigmoid":
+            return s * (1 - s)
+        return np.ones_like(s)

@@ -3,13 +3,12 @@ inputs (0 rows, 0 columns, 0 channels, an empty batch), NaN and +-inf through so
 fused linear epilogues, the activation backward and the norm kernels, and bindings that must be
 safe on their own (shapes, strides, dtypes, aliasing). The expected values are the float64
 NumPy formulas, which the scalar reference kernels follow."""
-import math
 import subprocess
 import sys
 
 import numpy as np
 import pytest
-from conftest import cpu_path_env, rerun_file_on_cpu_path
+from conftest import act_deriv_ref, act_ref, cpu_path_env, rerun_file_on_cpu_path
 
 import deepcalc as dc
 from deepcalc import _core
@@ -22,37 +21,6 @@ except ImportError:  # torch comparisons skip; the NumPy expectations still run
 NAN, INF = np.nan, np.inf
 EPS = 1e-5
 ACTS = ["none", "relu", "gelu", "tanh", "sigmoid"]
-_erf = np.vectorize(math.erf, otypes=[np.float64])
-
-
-def act_ref(z, act):
-    """act(z) in float64 with NaN propagated (relu(NaN) = NaN as torch; gelu(-inf) = -inf * 0)."""
-    z = np.asarray(z, np.float64)
-    with np.errstate(all="ignore"):
-        if act == "relu":
-            return np.where(z < 0, 0.0, z)
-        if act == "gelu":
-            return 0.5 * z * (1 + _erf(z / math.sqrt(2)))
-        if act == "tanh":
-            return np.tanh(z)
-        if act == "sigmoid":
-            return 1 / (1 + np.exp(-z))
-        return z
-
-
-def act_deriv_ref(s, act):
-    """act'(.) from what the forward saves (y, or z for gelu); NaN in gives NaN out."""
-    s = np.asarray(s, np.float64)
-    with np.errstate(all="ignore"):
-        if act == "relu":
-            return np.where(np.isnan(s), NAN, (s > 0).astype(np.float64))
-        if act == "gelu":
-            return 0.5 * (1 + _erf(s / math.sqrt(2))) + s * np.exp(-0.5 * s * s) / math.sqrt(2 * math.pi)
-        if act == "tanh":
-            return 1 - s * s
-        if act == "sigmoid":
-            return s * (1 - s)
-        return np.ones_like(s)
 
 
 def softmax_ref(x, log):

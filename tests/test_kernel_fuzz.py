@@ -11,7 +11,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import cpu_path_env, rerun_file_on_cpu_path
+from conftest import act_deriv_ref, act_ref, cpu_path_env, rerun_file_on_cpu_path
 
 from deepcalc import _core
 
@@ -133,32 +133,6 @@ def products_sum(A, B):
 
 def gemm_tol(dtype, k):
     return (2e-6 if dtype == np.float32 else 1e-13) * 4 * math.sqrt(max(k, 1))
-
-
-def act_ref(z, act):
-    with np.errstate(all="ignore"):
-        if act == "relu":
-            return np.where(z < 0, 0.0, z)
-        if act == "gelu":
-            return 0.5 * z * (1 + _erf(z / math.sqrt(2)))
-        if act == "tanh":
-            return np.tanh(z)
-        if act == "sigmoid":
-            return 1 / (1 + np.exp(-z))
-        return z
-
-
-def act_deriv_ref(s, act):
-    with np.errstate(all="ignore"):
-        if act == "relu":
-            return np.where(np.isnan(s), NAN, (s > 0).astype(np.float64))
-        if act == "gelu":
-            return 0.5 * (1 + _erf(s / math.sqrt(2))) + s * np.exp(-0.5 * s * s) / math.sqrt(2 * math.pi)
-        if act == "tanh":
-            return 1 - s * s
-        if act == "sigmoid":
-            return s * (1 - s)
-        return np.ones_like(s)
 
 
 # ---- GEMM ---------------------------------------------------------------------------------------------
