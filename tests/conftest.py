@@ -48,6 +48,19 @@ def rerun_file_on_cpu_path(path: str, test_file: str, timeout: int = 300):
                           timeout=timeout)
 
 
+def assert_file_passes_on_cpu_path(path: str, test_file: str):
+    """``test_file`` passes when rerun with kernels forced to ``path``, and that process really
+    runs ``path`` (skips as ``rerun_file_on_cpu_path`` does)."""
+    import subprocess
+    import sys
+    proc = rerun_file_on_cpu_path(path, test_file)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    check = subprocess.run([sys.executable, "-c",
+                            "from deepcalc import _core; print(_core.cpu_capability())"],
+                           env=cpu_path_env(path), capture_output=True, text=True)
+    assert check.stdout.strip() == path
+
+
 @pytest.fixture
 def one_thread_seeded():
     """One kernel thread and deepcalc's generator seeded with 0, restored afterwards."""

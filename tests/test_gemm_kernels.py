@@ -2,12 +2,10 @@
 activation_backward) against float64 NumPy references: odd sizes, all layouts, leading
 dimensions, alpha/beta, batches with broadcast, fused epilogues, error messages, each CPU path."""
 import math
-import subprocess
-import sys
 
 import numpy as np
 import pytest
-from conftest import cpu_path_env, rerun_file_on_cpu_path
+from conftest import assert_file_passes_on_cpu_path
 
 from deepcalc import _core
 
@@ -258,8 +256,4 @@ def test_error_messages():
 @pytest.mark.parametrize("path", ["scalar", "avx2", "avx512"])
 def test_each_cpu_path(path):
     """Dispatch is fixed per process, so each other path reruns this file in a subprocess."""
-    proc = rerun_file_on_cpu_path(path, __file__)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-    check = subprocess.run([sys.executable, "-c", "from deepcalc import _core; print(_core.cpu_capability())"],
-                           env=cpu_path_env(path), capture_output=True, text=True)
-    assert check.stdout.strip() == path
+    assert_file_passes_on_cpu_path(path, __file__)

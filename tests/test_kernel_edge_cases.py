@@ -3,12 +3,10 @@ inputs (0 rows, 0 columns, 0 channels, an empty batch), NaN and +-inf through so
 fused linear epilogues, the activation backward and the norm kernels, and bindings that must be
 safe on their own (shapes, strides, dtypes, aliasing). The expected values are the float64
 NumPy formulas, which the scalar reference kernels follow."""
-import subprocess
-import sys
 
 import numpy as np
 import pytest
-from conftest import act_deriv_ref, act_ref, cpu_path_env, rerun_file_on_cpu_path
+from conftest import act_deriv_ref, act_ref, assert_file_passes_on_cpu_path
 
 import deepcalc as dc
 from deepcalc import _core
@@ -397,8 +395,4 @@ def test_amsgrad_max_propagates_nan():
 @pytest.mark.parametrize("path", ["scalar", "avx2", "avx512"])
 def test_each_cpu_path(path):
     """Dispatch is fixed per process, so each other path reruns this file in a subprocess."""
-    proc = rerun_file_on_cpu_path(path, __file__)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-    check = subprocess.run([sys.executable, "-c", "from deepcalc import _core; print(_core.cpu_capability())"],
-                           env=cpu_path_env(path), capture_output=True, text=True)
-    assert check.stdout.strip() == path
+    assert_file_passes_on_cpu_path(path, __file__)

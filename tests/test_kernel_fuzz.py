@@ -6,12 +6,10 @@ rows and large offsets (1e4 + small noise). Non-finite values must land where th
 reference puts them; finite values within a float error bound. Runs are derandomized."""
 import math
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
-from conftest import act_deriv_ref, act_ref, cpu_path_env, rerun_file_on_cpu_path
+from conftest import act_deriv_ref, act_ref, assert_file_passes_on_cpu_path
 
 from deepcalc import _core
 
@@ -637,8 +635,4 @@ def test_bindings_refuse_a_wrong_dtype_or_shape(data):
 @pytest.mark.parametrize("path", ["scalar", "avx2", "avx512"])
 def test_each_cpu_path(path):
     """Dispatch is fixed per process, so each other path reruns this file in a subprocess."""
-    proc = rerun_file_on_cpu_path(path, __file__)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-    check = subprocess.run([sys.executable, "-c", "from deepcalc import _core; print(_core.cpu_capability())"],
-                           env=cpu_path_env(path), capture_output=True, text=True)
-    assert check.stdout.strip() == path
+    assert_file_passes_on_cpu_path(path, __file__)

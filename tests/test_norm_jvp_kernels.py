@@ -6,7 +6,7 @@ import itertools
 
 import numpy as np
 import pytest
-from conftest import CPU_PATHS, rerun_file_on_cpu_path
+from conftest import CPU_PATHS, assert_file_passes_on_cpu_path
 
 from deepcalc import _core
 
@@ -297,5 +297,4 @@ def test_errors():
 @pytest.mark.parametrize("path", CPU_PATHS)
 def test_each_cpu_path(path):
     """Dispatch is fixed per process, so each other path reruns this file in a subprocess."""
-    proc = rerun_file_on_cpu_path(path, __file__)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert_file_passes_on_cpu_path(path, __file__)
