@@ -390,3 +390,26 @@ def test_grad_wrt_some_inputs_skips_the_others_and_leaves_the_graph_whole():
     assert seen == [(True, False, False), (True, True, True)]
     np.testing.assert_allclose(gx.data, np.asarray(x.grad))
     assert w.grad is not None and b.grad is not None
+
+
+def test_post_accumulate_grad_hook_sees_each_accumulated_grad():
+    w = dc.tensor(np.ones(3), requires_grad=True)
+    seen = []
+    handle = w.register_post_accumulate_grad_hook(lambda t: seen.append(t.grad.data.copy()))
+    (w * 2).sum().backward()
+    (w * 3).sum().backward()
+    assert [s.tolist() for s in seen] == [[2, 2, 2], [5, 5, 5]]
+    x = dc.tensor(np.ones(3), requires_grad=True)
+    (w * x).sum().backward(inputs=[w])          # the inputs= path runs the hook too
+    assert len(seen) == 3 and seen[-1].tolist() == [6, 6, 6]
+    handle.remove()
+    (w * 3).sum().backward()
+    assert len(seen) == 3
+
+
+def test_post_accumulate_grad_hook_refuses_non_leaves():
+    w = dc.tensor(np.ones(3), requires_grad=True)
+    with pytest.raises(RuntimeError, match="not a leaf"):
+        (w * 2).register_post_accumulate_grad_hook(lambda t: None)
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        dc.tensor(np.ones(3)).register_post_accumulate_grad_hook(lambda t: None)

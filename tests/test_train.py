@@ -221,3 +221,31 @@ def test_resume_from_a_checkpoint_with_wrong_field_types_names_the_path_and_fiel
     with pytest.raises(ValueError, match=r"last\.safetensors: field 'epoch' is a str, expected an int"):
         dc.train.fit(model, F.cross_entropy, opt, dc.data.DataLoader(data, batch_size=4),
                      epochs=2, checkpoint_dir=str(tmp_path), resume=True, progress=False)
+
+
+def test_step_hooks_see_gradients_before_the_step_and_the_loss_after():
+    train, _ = teacher(128)
+    model = nn.MLP([8, 4, 2], activation="tanh")
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    w = next(iter(model.parameters()))
+
+    class Probe(Callback):
+        def __init__(self):
+            self.events = []
+
+        def on_after_backward(self, epoch, step, m):
+            assert m is model and w.grad is not None
+            self.events.append(("grad", epoch, step, w.data.copy(), w.grad.data.copy()))
+
+        def on_step_end(self, epoch, step, loss, m):
+            self.events.append(("step", epoch, step, w.data.copy(), loss))
+
+    probe = Probe()
+    hist = fit(model, F.mse_loss, opt, data.DataLoader(train, 64), epochs=2, callbacks=[probe],
+               progress=False)
+    kinds = [(e[0], e[1], e[2]) for e in probe.events]
+    assert kinds == [(k, ep, st) for ep in range(2) for st in range(2) for k in ("grad", "step")]
+    for before, after in zip(probe.events[::2], probe.events[1::2]):
+        np.testing.assert_allclose(after[3], before[3] - 0.1 * before[4], rtol=1e-6, atol=1e-7)
+    losses = [e[4] for e in probe.events[1::2]]
+    assert hist["loss"][0] == pytest.approx(np.mean(losses[:2]), rel=1e-6)

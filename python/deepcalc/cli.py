@@ -3,6 +3,7 @@
     deepcalc train mlp --dataset digits --hidden 128,64 --activation relu --optimizer adam \\
         --lr 1e-3 --epochs 30 --out runs/digits
     deepcalc calculus        # a tour of the matrix-calculus tools on a small network
+    deepcalc experiment NAME --out DIR [--quick]   # see deepcalc.experiments
 """
 from __future__ import annotations
 
@@ -43,7 +44,25 @@ def _build_parser():
     t.add_argument("--resume", action="store_true", help="continue from OUT/last.safetensors")
     t.add_argument("--no-progress", action="store_true")
     sub.add_parser("calculus", help="demonstrate Jacobians, Hessians, JVPs and VJPs")
+    _experiment_parsers(sub)
     return p
+
+
+def _experiment_parsers(sub):
+    """``deepcalc experiment NAME``: one sub-command per module of deepcalc.experiments."""
+    from . import experiments
+    e = sub.add_parser("experiment", help="run an experiment: figures, a markdown table and "
+                       "results.json in --out")
+    names = e.add_subparsers(dest="experiment", required=True)
+    for name in experiments.names():
+        mod = experiments.load(name)
+        x = names.add_parser(name, help=getattr(mod, "DESCRIPTION", None))
+        x.add_argument("--out", default=os.path.join("runs", "experiments", name),
+                       help="output directory (created)")
+        x.add_argument("--quick", action="store_true", help="a small version, under a minute")
+        x.add_argument("--seed", type=int, default=0)
+        if hasattr(mod, "add_arguments"):
+            mod.add_arguments(x)
 
 
 def _datasets(args):
@@ -188,6 +207,10 @@ def main(argv=None) -> int:
     args = _build_parser().parse_args(argv)
     if args.command == "train":
         return train_command(args)
+    if args.command == "experiment":
+        from . import experiments
+        os.makedirs(args.out, exist_ok=True)
+        return experiments.load(args.experiment).main(args)
     return calculus_command(args)
 
 

@@ -63,7 +63,12 @@ class History:
 
 
 class Callback:
-    """Hooks called by ``fit``; ``on_epoch_end`` may return True to stop training."""
+    """Hooks called by ``fit``; ``on_epoch_end`` may return True to stop training.
+
+    Two per-step hooks are optional (a callback without them costs nothing per step):
+    ``on_after_backward(epoch, step, model)`` runs when the gradients are in ``.grad``, before
+    clipping and the optimizer step; ``on_step_end(epoch, step, loss, model)`` runs after the
+    optimizer step, with the step's loss as a float."""
 
     def on_train_begin(self, state): ...
 
@@ -259,9 +264,12 @@ def fit(model, loss_fn, optimizer, train, val=None, epochs: int = 1, callbacks=(
         per_epoch = len(train) if hasattr(train, "__len__") else None
         total = per_epoch * (epochs - start) if per_epoch is not None else None
         bar = tqdm(total=total, unit="step", dynamic_ncols=True, leave=True)
+    step_hooks = ([cb.on_after_backward for cb in callbacks if hasattr(cb, "on_after_backward")],
+                  [cb.on_step_end for cb in callbacks if hasattr(cb, "on_step_end")])
     try:
         for epoch in range(start, epochs):
-            logs = _train_epoch(model, loss_fn, optimizer, train, epoch, bar, max_grad_norm)
+            logs = _train_epoch(model, loss_fn, optimizer, train, epoch, bar, max_grad_norm,
+                                step_hooks)
             if scheduler is not None:
                 scheduler.step()
             if val is not None:
@@ -284,7 +292,9 @@ def fit(model, loss_fn, optimizer, train, val=None, epochs: int = 1, callbacks=(
     return history
 
 
-def _train_epoch(model, loss_fn, optimizer, train, epoch, bar, max_grad_norm):
+def _train_epoch(model, loss_fn, optimizer, train, epoch, bar, max_grad_norm,
+                 step_hooks=((), ())):
+    after_backward, step_end = step_hooks
     model.train()
     total, n, correct, has_acc = 0.0, 0, 0, True
     t0 = time.perf_counter()
@@ -298,10 +308,14 @@ def _train_epoch(model, loss_fn, optimizer, train, epoch, bar, max_grad_norm):
                                      "lower the learning rate or check the data")
         optimizer.zero_grad()
         loss.backward()
+        for hook in after_backward:
+            hook(epoch, step, model)
         if max_grad_norm is not None:
             from .optim import clip_grad_norm_
             clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], max_grad_norm)
         optimizer.step()
+        for hook in step_end:
+            hook(epoch, step, value, model)
         b = out.shape[0]
         total += value * b
         n += b

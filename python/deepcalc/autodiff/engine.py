@@ -10,7 +10,7 @@ from heapq import heapify, heappop, heappush
 
 import numpy as np
 
-from .graph import _RELEASED_MSG, STATE, OutputSlot, Tensor, node_of, wrap
+from .graph import _RELEASED_MSG, STATE, AccumulateGrad, OutputSlot, Tensor, node_of, wrap
 
 
 def _seq_order(roots):
@@ -151,6 +151,8 @@ def _propagate(order, grads, targets, reaches, results, plain, claimed, retain_g
                 leaf = node.leaf()
                 if leaf is not None:
                     _accumulate_grad(leaf, g, plain, claimed)
+                    if node.hooks:
+                        _run_hooks(leaf)
             continue
         inputs = node.inputs
         if inputs is None:
@@ -179,6 +181,14 @@ def _propagate(order, grads, targets, reaches, results, plain, claimed, retain_g
                     owned.add(nxt)
         if not retain_graph:  # free what the rule needed
             node.inputs = node.saved = node.out_data = node.out_fw = None
+
+
+def _run_hooks(t: Tensor) -> None:
+    """A leaf's post-accumulate-grad hooks, in registration order, after its .grad changed."""
+    node = t._node
+    if type(node) is AccumulateGrad and node.hooks:
+        for hook in list(node.hooks.values()):
+            hook(t)
 
 
 def _bad_gradient(prim, d, x):
@@ -211,6 +221,7 @@ def backward(tensor: Tensor, grad=None, retain_graph=None, create_graph=False, i
                     t.grad = t.grad + g  # recorded when grad mode and t.grad allow it
                 else:
                     t.grad = _own(g, claimed) if plain else g
+                _run_hooks(t)
         return
     run_backward([tensor], [grad], None, retain_graph, create_graph)
 

@@ -121,6 +121,25 @@ class Tensor:
             self._node = None
         return self
 
+    def register_post_accumulate_grad_hook(self, hook):
+        """Call ``hook(self)`` each time a backward pass has added this leaf's gradient into
+        ``.grad`` (torch's hook of the same name), e.g. to start an all-reduce of the gradient
+        while the rest of the backward runs.  Returns a handle whose ``remove()`` unregisters it."""
+        if not self.is_leaf or not self.requires_grad:
+            raise RuntimeError("register_post_accumulate_grad_hook: only a leaf tensor that "
+                               "requires grad accumulates a .grad; this one "
+                               + ("is not a leaf" if not self.is_leaf else
+                                  "does not require grad"))
+        if not callable(hook):
+            raise TypeError(f"register_post_accumulate_grad_hook: hook must be callable, got "
+                            f"{type(hook).__name__}")
+        node = node_of(self)
+        if node.hooks is None:
+            node.hooks = {}
+        key = next(_SEQ)
+        node.hooks[key] = hook
+        return _HookHandle(node.hooks, key)
+
     def retain_grad(self):
         """Keep ``.grad`` on this non-leaf tensor after ``backward`` (leaves always keep it)."""
         if self.is_leaf:
@@ -200,10 +219,22 @@ def wrap(arr) -> Tensor:
 _SEQ = itertools.count()
 
 
+class _HookHandle:
+    """``remove()`` unregisters the hook it was returned for."""
+
+    __slots__ = ("hooks", "key")
+
+    def __init__(self, hooks: dict, key: int):
+        self.hooks, self.key = hooks, key
+
+    def remove(self):
+        self.hooks.pop(self.key, None)
+
+
 class AccumulateGrad:
     """Graph node of a leaf that requires grad: the engine adds incoming gradients to ``.grad``."""
 
-    __slots__ = ("leaf", "retained", "seq", "__weakref__")
+    __slots__ = ("leaf", "retained", "seq", "hooks", "__weakref__")
     next = ()
     prim = None
 
@@ -211,6 +242,7 @@ class AccumulateGrad:
         self.leaf = weakref.ref(leaf)
         self.retained = None
         self.seq = next(_SEQ)
+        self.hooks = None  # {key: fn(tensor)}: run after each accumulation into .grad
 
 
 class Node:
