@@ -21,6 +21,17 @@ from .serialization import load, save
 
 __version__ = "0.1.0"
 
+# Loaded on first use (``dc.impact``, ...): they are not needed by every program, and
+# distributed imports mpi4py when there is one.
+_LAZY_SUBPACKAGES = ("diagnose", "distributed", "experiments", "impact")
+
+
+def __getattr__(name):
+    if name in _LAZY_SUBPACKAGES:
+        import importlib
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module 'deepcalc' has no attribute {name!r}")
+
 
 def set_num_threads(n: int) -> None:
     """Number of OpenMP threads every native kernel uses (shared by concurrent callers)."""
