@@ -4,6 +4,7 @@ from .layers import (GELU, Dropout, Flatten, Identity, Linear, ReLU, Sigmoid, So
                      Standardize, Tanh)
 from .mlp import MLP
 from .normalization import BatchNorm1d, LayerNorm
+from .rnn import RNN
 from .module import Module, ModuleList, Parameter, RemovableHandle, Sequential
 
 __all__ = ["Module", "Parameter", "Sequential", "ModuleList", "RemovableHandle", "Linear", "ReLU",
