@@ -15,6 +15,7 @@ void bind_special(py::module_& m);
 void bind_norm(py::module_& m);
 void bind_optim(py::module_& m);
 void bind_gemm(py::module_& m);
+void bind_impact(py::module_& m);
 }  // namespace deepcalc::bind
 
 PYBIND11_MODULE(_core, m) {
@@ -50,4 +51,5 @@ PYBIND11_MODULE(_core, m) {
   bind::bind_norm(m);
   bind::bind_optim(m);
   bind::bind_gemm(m);
+  bind::bind_impact(m);
 }
