@@ -148,7 +148,7 @@ def evaluate(model, loss_fn, loader) -> dict:
     return _evaluate(model, loss_fn, loader, "evaluate", "evaluation")
 
 
-def _evaluate(model, loss_fn, loader, op: str, what: str) -> dict:
+def _evaluate(model, loss_fn, loader, op: str, what: str, reduce=None) -> dict:
     was_training = getattr(model, "training", False)
     model.eval()
     total, n, correct = 0.0, 0, 0
@@ -163,6 +163,8 @@ def _evaluate(model, loss_fn, loader, op: str, what: str) -> dict:
             has_acc = has_acc and c is not None
             correct += c or 0
     model.train(was_training)
+    if reduce is not None:  # sums over every rank's samples
+        total, n, correct = reduce([total, n, correct])
     if n == 0:
         raise ValueError(_no_batches(op, what))
     logs = {"loss": total / n}
@@ -171,7 +173,7 @@ def _evaluate(model, loss_fn, loader, op: str, what: str) -> dict:
     return logs
 
 
-def _save_checkpoint(path, model, optimizer, scheduler, train, epoch, history):
+def _save_checkpoint(path, model, optimizer, scheduler, train, epoch, history, rng_ranks=None):
     from .serialization import save
     state = {
         "model": dict(model.state_dict()),
@@ -184,10 +186,12 @@ def _save_checkpoint(path, model, optimizer, scheduler, train, epoch, history):
         state["scheduler"] = scheduler.state_dict()
     if hasattr(train, "state_dict"):
         state["loader"] = train.state_dict()
+    if rng_ranks is not None:  # a distributed run: every rank's dropout generator
+        state["rng_ranks"] = rng_ranks
     save(path, state)
 
 
-def _load_checkpoint(path, model, optimizer, scheduler, train):
+def _load_checkpoint(path, model, optimizer, scheduler, train, rank=None):
     from .serialization import load
     state = load(path)
 
@@ -212,12 +216,18 @@ def _load_checkpoint(path, model, optimizer, scheduler, train):
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"fit: cannot resume from checkpoint {path}: {e}") from e
     _RNG.generator = rng
+    if rank is not None:
+        ranks = field("rng_ranks", list, "a list of every rank's generator")
+        if rank >= len(ranks) or not isinstance(ranks[rank], np.random.Generator):
+            raise ValueError(f"fit: checkpoint {path} holds generators of {len(ranks)} ranks; "
+                             f"rank {rank} has none (resume with the same number of ranks)")
+        _RNG.generator = ranks[rank]
     return int(epoch), History(history)
 
 
 def fit(model, loss_fn, optimizer, train, val=None, epochs: int = 1, callbacks=(),
         checkpoint_dir=None, resume: bool = False, scheduler=None, progress: bool = True,
-        max_grad_norm: float | None = None) -> History:
+        max_grad_norm: float | None = None, distributed: bool = False) -> History:
     """Train ``model`` for ``epochs`` passes over ``train`` (a DataLoader of (x, y) batches).
 
     Each step: forward, ``loss_fn(output, y)``, backward, optional gradient clipping
@@ -225,6 +235,11 @@ def fit(model, loss_fn, optimizer, train, val=None, epochs: int = 1, callbacks=(
     validation metrics on ``val``, callbacks (any returning True stops training; see
     ``EarlyStopping``), and a checkpoint in ``checkpoint_dir``.  NaN/Inf in an input batch or
     in the loss stops training with a message naming the epoch and step.
+    ``distributed=True`` (one process per rank, e.g. under ``mpirun``; see docs/distributed.md):
+    the model is wrapped in ``dc.distributed.DistributedDataParallel`` unless it is one, the
+    training loader must draw from a ``DistributedSampler`` (resharded each epoch), metrics
+    are averaged over all ranks' samples, rank 0 alone shows the progress bar and writes the
+    checkpoint (after a barrier), and an exception on one rank stops every rank.
     Returns the ``History`` of per-epoch metrics ('loss', 'accuracy', 'val_loss', ...)."""
     if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
         raise ValueError(f"fit: epochs must be an integer >= 0, got {epochs!r}")
@@ -250,11 +265,17 @@ def fit(model, loss_fn, optimizer, train, val=None, epochs: int = 1, callbacks=(
             raise TypeError(f"fit: callbacks[{i}] is a {type(cb).__name__}, expected a Callback "
                             "(on_train_begin, on_epoch_end, on_train_end)")
     history, start = History(), 0
+    world = inner = None
+    if distributed:
+        from .distributed import training as dist
+        model, inner, world, wrapped = dist.setup(model, train)
+        progress = progress and world.rank == 0
     ckpt = os.path.join(checkpoint_dir, CHECKPOINT_NAME) if checkpoint_dir else None
-    if ckpt and resume and os.path.exists(ckpt):
-        start, history = _load_checkpoint(ckpt, model, optimizer, scheduler, train)
+    if ckpt and resume and (dist.checkpoint_exists(world, ckpt) if world else os.path.exists(ckpt)):
+        start, history = _load_checkpoint(ckpt, inner or model, optimizer, scheduler, train,
+                                          world.rank if world else None)
         start += 1
-    if ckpt:
+    if ckpt and (world is None or world.rank == 0):
         os.makedirs(checkpoint_dir, exist_ok=True)
     for cb in callbacks:
         cb.on_train_begin(locals())
@@ -266,34 +287,52 @@ def fit(model, loss_fn, optimizer, train, val=None, epochs: int = 1, callbacks=(
         bar = tqdm(total=total, unit="step", dynamic_ncols=True, leave=True)
     step_hooks = ([cb.on_after_backward for cb in callbacks if hasattr(cb, "on_after_backward")],
                   [cb.on_step_end for cb in callbacks if hasattr(cb, "on_step_end")])
+    reduce = None
+    if world is not None:   # every gradient averaged before clipping and the step
+        step_hooks[0].insert(0, lambda epoch, step, m: m.synchronize())
+        reduce = lambda values: dist.sum_over_ranks(world, values)  # noqa: E731
     try:
         for epoch in range(start, epochs):
+            if world is not None:
+                dist.set_epoch(epoch, [train] + ([val] if val is not None else []))
             logs = _train_epoch(model, loss_fn, optimizer, train, epoch, bar, max_grad_norm,
-                                step_hooks)
+                                step_hooks, reduce)
             if scheduler is not None:
                 scheduler.step()
             if val is not None:
                 logs.update({f"val_{k}": v for k, v in
-                             _evaluate(model, loss_fn, val, "fit", "validation").items()})
+                             _evaluate(model, loss_fn, val, "fit", "validation", reduce).items()})
             logs["epoch"] = epoch
             history.append(logs)
             if bar is not None:
                 bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if k not in ("epoch", "time")})
-            if ckpt:
+            if ckpt and world is None:
                 _save_checkpoint(ckpt, model, optimizer, scheduler, train, epoch, history)
+            elif ckpt:
+                world.barrier()
+                rng_ranks = dist.rank_generators(world, _RNG.generator)
+                if world.rank == 0:
+                    _save_checkpoint(ckpt, inner, optimizer, scheduler, train, epoch, history,
+                                     rng_ranks)
             stop = [cb.on_epoch_end(epoch, logs, locals()) for cb in callbacks]
             if any(stop):
                 break
+    except BaseException as e:
+        if world is not None:   # the other ranks stop too, naming this one
+            world.report_failure(e)
+        raise
     finally:
         if bar is not None:
             bar.close()
+        if world is not None and wrapped:
+            model.remove_hooks()
     for cb in callbacks:
         cb.on_train_end(locals())
     return history
 
 
 def _train_epoch(model, loss_fn, optimizer, train, epoch, bar, max_grad_norm,
-                 step_hooks=((), ())):
+                 step_hooks=((), ()), reduce=None):
     after_backward, step_end = step_hooks
     model.train()
     total, n, correct, has_acc = 0.0, 0, 0, True
@@ -324,6 +363,8 @@ def _train_epoch(model, loss_fn, optimizer, train, epoch, bar, max_grad_norm,
         correct += c or 0
         if bar is not None:
             bar.update(1)
+    if reduce is not None:  # sums over every rank's samples
+        total, n, correct = reduce([total, n, correct])
     if n == 0:
         raise ValueError(_no_batches("fit", "training") + f" (epoch {epoch})")
     logs = {"loss": total / n, "time": time.perf_counter() - t0}
