@@ -43,6 +43,9 @@ def _build_parser():
     t.add_argument("--out", default="runs/digits", help="output directory")
     t.add_argument("--resume", action="store_true", help="continue from OUT/last.safetensors")
     t.add_argument("--no-progress", action="store_true")
+    t.add_argument("--distributed", default="auto", choices=["auto", "on", "off"],
+                   help="data parallel over MPI ('auto': on when mpirun started several "
+                   "processes); --batch-size is then per rank")
     sub.add_parser("calculus", help="demonstrate Jacobians, Hessians, JVPs and VJPs")
     _experiment_parsers(sub)
     return p
@@ -123,19 +126,28 @@ def train_command(args) -> int:
         sched = optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args.epochs)
     elif args.schedule == "step":
         sched = optim.lr_scheduler.StepLR(opt, step_size=max(args.epochs // 3, 1), gamma=0.1)
-    train_loader = data.DataLoader(train_set, batch_size=args.batch_size, shuffle=True,
-                                   seed=args.seed)
+    distributed, main_rank, ranks = _distributed(args)
+    if distributed:   # each rank its shard, reshuffled every epoch; rank 0 prints and writes
+        from .distributed import DistributedSampler
+        train_loader = data.DataLoader(DistributedSampler(train_set, seed=args.seed),
+                                       batch_size=args.batch_size)
+    else:
+        train_loader = data.DataLoader(train_set, batch_size=args.batch_size, shuffle=True,
+                                       seed=args.seed)
     test_loader = data.DataLoader(test_set, batch_size=512)
-    os.makedirs(args.out, exist_ok=True)
-    print(f"deepcalc: {model.num_parameters()} parameters, {len(train_set)} training and "
-          f"{len(test_set)} test samples, {dc.get_num_threads()} threads, "
-          f"{dc.cpu_capability()} kernels")
+    if main_rank:
+        os.makedirs(args.out, exist_ok=True)
+        print(f"deepcalc: {model.num_parameters()} parameters, {len(train_set)} training and "
+              f"{len(test_set)} test samples, {ranks} rank(s) x {dc.get_num_threads()} "
+              f"threads, {dc.cpu_capability()} kernels")
     t0 = time.perf_counter()
     history = fit(model, loss_fn, opt, train_loader, val=test_loader, epochs=args.epochs,
                   checkpoint_dir=args.out, resume=args.resume, scheduler=sched,
-                  progress=not args.no_progress)
+                  progress=not args.no_progress, distributed=distributed)
     seconds = time.perf_counter() - t0
     final = evaluate(model, loss_fn, test_loader)
+    if not main_rank:
+        return 0
     metrics = {"final_test": final, "train_seconds": seconds, "epochs": history.epochs,
                "config": vars(args)}
     _write_json(os.path.join(args.out, "metrics.json"), metrics)
@@ -148,6 +160,21 @@ def train_command(args) -> int:
     print(f"wrote {args.out}/last.safetensors, {args.out}/metrics.json" +
           (f", {png}" if png else " (install deepcalc[plot] for curves.png)"))
     return 0
+
+
+def _distributed(args):
+    """(train distributed?, is this the rank that prints and writes?, number of ranks)."""
+    if args.distributed == "off":
+        return False, True, 1
+    from .distributed import init, launcher_world_size
+    if args.distributed == "auto" and (launcher_world_size() or 1) < 2:
+        return False, True, 1
+    w = init()
+    local = os.environ.get("MPI_LOCALNRANKS") or os.environ.get("OMPI_COMM_WORLD_LOCAL_SIZE")
+    if not args.threads and local and local.isdigit():   # the cores shared among this node's ranks
+        import deepcalc as dc
+        dc.set_num_threads(max(1, (os.cpu_count() or 1) // int(local)))
+    return True, w.rank == 0, w.size
 
 
 def _write_json(path, obj):

@@ -9,9 +9,9 @@ See docs/distributed.md.  Without MPI every function works on a world of one pro
 from .collectives import all_gather, all_reduce, broadcast
 from .ddp import DistributedDataParallel
 from .sampler import DistributedSampler
-from .world import (RankFailure, barrier, init, is_main_process, rank, report_failure,
-                    world_size)
+from .world import (RankFailure, barrier, init, is_main_process, launcher_world_size, rank,
+                    report_failure, world_size)
 
 __all__ = ["init", "rank", "world_size", "is_main_process", "barrier", "all_reduce",
            "broadcast", "all_gather", "DistributedDataParallel", "DistributedSampler",
-           "RankFailure", "report_failure"]
+           "RankFailure", "report_failure", "launcher_world_size"]

@@ -32,7 +32,7 @@ class RankFailure(RuntimeError):
         self.failed_rank = failed_rank
 
 
-def _launcher_world_size() -> int | None:
+def launcher_world_size() -> int | None:
     """The world size an MPI launcher (MPICH's hydra, Open MPI, Slurm) announced, if any."""
     for var in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS", "PMIX_SIZE"):
         v = os.environ.get(var)
@@ -192,7 +192,7 @@ def init(comm=None):
     try:
         from mpi4py import MPI
     except ImportError:
-        n = _launcher_world_size()
+        n = launcher_world_size()
         if n is not None and n > 1:
             raise ImportError(f"dc.distributed.init: an MPI launcher started {n} processes but "
                               "mpi4py is not installed (pip install 'deepcalc[mpi]')") from None
@@ -213,12 +213,13 @@ def _install_excepthook():
 
     def hook(kind, value, tb):
         w = _WORLD
-        previous(kind, value, tb)
         if not isinstance(w, MPIWorld):
+            previous(kind, value, tb)
             return
-        if isinstance(value, RankFailure):
+        if isinstance(value, RankFailure):    # the traceback is of the wait, not the fault
             print(str(value), file=sys.stderr, flush=True)
         else:
+            previous(kind, value, tb)
             print(f"deepcalc.distributed: rank {w.rank} of {w.size} failed with "
                   f"{kind.__name__}: {value}; stopping every rank", file=sys.stderr, flush=True)
             w.report_failure(value)
