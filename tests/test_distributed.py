@@ -21,8 +21,18 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 PKG_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(dc.__file__)))
 
 
+def _find_mpirun():
+    """The mpirun of this Python's environment (the mpich wheel puts it beside python), else
+    the one on PATH."""
+    beside = os.path.join(os.path.dirname(sys.executable), "mpirun")
+    return beside if os.access(beside, os.X_OK) else shutil.which("mpirun")
+
+
+MPIRUN = _find_mpirun()
+
+
 def _have_mpi() -> bool:
-    if shutil.which("mpirun") is None:
+    if MPIRUN is None:
         return False
     try:
         import mpi4py  # noqa: F401
@@ -44,7 +54,7 @@ def _env():
 
 def _mpirun(args, timeout):
     t0 = time.perf_counter()
-    proc = subprocess.run(["mpirun", "-n", "2", sys.executable, *args], env=_env(),
+    proc = subprocess.run([MPIRUN, "-n", "2", sys.executable, *args], env=_env(),
                           capture_output=True, text=True, timeout=timeout, cwd=HERE)
     return proc, time.perf_counter() - t0
 
