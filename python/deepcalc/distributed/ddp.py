@@ -11,6 +11,8 @@ collectives in one order): a bucket that fills early waits for the ones before i
 first step the buckets are rebuilt in the order the gradients arrived on rank 0.  The last
 gradient of the step waits for all reductions and writes the averages (sum / world size) back
 into every ``.grad``, so ``optimizer.step()`` sees averaged gradients, as with torch's DDP.
+Those ``.grad`` arrays are views of the bucket buffers (torch's ``gradient_as_bucket_view``):
+the next synchronized backward overwrites them, so copy one to keep it.
 
 BatchNorm statistics are per rank (as torch's DDP without SyncBatchNorm): each rank normalizes
 with the mean and variance of its own part of the batch; with ``broadcast_buffers`` (default)
@@ -208,7 +210,9 @@ class DistributedDataParallel(Module):
 
     def _start(self, b) -> None:
         bucket = self._buckets[b]
-        if self.check_finite and not np.isfinite(bucket.buffer.sum()):
+        # one BLAS pass: NaN or Inf anywhere makes the dot product non-finite (so can overflow
+        # of huge finite values, which _raise_nonfinite's exact count then clears)
+        if self.check_finite and not np.isfinite(np.dot(bucket.buffer, bucket.buffer)):
             self._raise_nonfinite(bucket)
         bucket.request = self._w.iallreduce(bucket.buffer, "sum")
 
@@ -232,9 +236,11 @@ class DistributedDataParallel(Module):
         size = self._w.size
         for bucket in self._buckets:
             bucket.request, bucket.ready = None, 0
+            if size > 1:
+                np.divide(bucket.buffer, size, out=bucket.buffer)
             for i, off, n in bucket.members:
                 p = self._params[i]
-                p.grad = Tensor(np.divide(bucket.buffer[off:off + n], size).reshape(p.shape))
+                p.grad = Tensor(bucket.buffer[off:off + n].reshape(p.shape))
         arrival = self._arrival
         self._arrival, self._got, self._next = [], [False] * len(self._params), 0
         if not self._rebuilt:
