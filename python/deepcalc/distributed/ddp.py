@@ -6,11 +6,12 @@ reverse order of registration (roughly the order the backward pass reaches them)
 groups of at most ``bucket_mb`` MiB of one dtype, each with one flat buffer.  A hook on every
 parameter (``register_post_accumulate_grad_hook``) copies its gradient into its bucket's buffer;
 when a bucket is full its non-blocking allreduce starts, while the backward pass goes on with
-the layers below.  Buckets start strictly in bucket order, the same on every rank (MPI requires
+the layers below (each gradient is divided by the world size on its way into the buffer, so the
+sum is the mean).  Buckets start strictly in bucket order, the same on every rank (MPI requires
 collectives in one order): a bucket that fills early waits for the ones before it.  After the
 first step the buckets are rebuilt in the order the gradients arrived on rank 0.  The last
-gradient of the step waits for all reductions and writes the averages (sum / world size) back
-into every ``.grad``, so ``optimizer.step()`` sees averaged gradients, as with torch's DDP.
+gradient of the step waits for all reductions and points every ``.grad`` at its average, so
+``optimizer.step()`` sees averaged gradients, as with torch's DDP.
 Those ``.grad`` arrays are views of the bucket buffers (torch's ``gradient_as_bucket_view``):
 the next synchronized backward overwrites them, so copy one to keep it.
 
@@ -193,7 +194,8 @@ class DistributedDataParallel(Module):
         b, off, n = self._where[i]
         bucket = self._buckets[b]
         g = t.grad.data if isinstance(t.grad, Tensor) else np.asarray(t.grad)
-        bucket.buffer[off:off + n] = g.reshape(-1)
+        # the mean is the sum of g / world size: the division rides on the copy's pass
+        np.divide(g.reshape(-1), self._w.size, out=bucket.buffer[off:off + n])
         self._got[i] = True
         self._arrival.append(i)
         bucket.ready += 1
@@ -226,18 +228,15 @@ class DistributedDataParallel(Module):
                     "it reaches the other ranks")
 
     def _finish(self) -> None:
-        """Wait for every reduction, write the averages into .grad, reset for the next step."""
+        """Wait for every reduction, point every .grad at its average, reset for the next step."""
         while self._next < len(self._buckets):
             self._start(self._next)
             self._next += 1
         t0 = time.perf_counter()
         self._w.wait([b.request for b in self._buckets])
         self.comm_wait_seconds = time.perf_counter() - t0
-        size = self._w.size
         for bucket in self._buckets:
             bucket.request, bucket.ready = None, 0
-            if size > 1:
-                np.divide(bucket.buffer, size, out=bucket.buffer)
             for i, off, n in bucket.members:
                 p = self._params[i]
                 p.grad = Tensor(bucket.buffer[off:off + n].reshape(p.shape))
