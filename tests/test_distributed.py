@@ -174,6 +174,10 @@ def test_ddp_nan_gradient_is_named_before_communication():
     with pytest.raises(FloatingPointError, match=r"rank 0: the gradient of 'layer0.weight' "
                                                  r"has 6 NaN/Inf values"):
         loss.backward()
+    # the half step was dropped: the next batch trains as usual
+    ddp.module.zero_grad()
+    ddp(dc.tensor(np.ones((1, 3)))).sum().backward()
+    assert np.isfinite(w.grad.data).all() and w.grad.data.tolist() == [[1.0] * 3] * 2
 
 
 def test_sampler_shards_are_disjoint_equal_and_reshuffled():

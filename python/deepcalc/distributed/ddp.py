@@ -187,10 +187,11 @@ class DistributedDataParallel(Module):
         return hook
 
     def _on_gradient(self, i, t) -> None:
-        if self._got[i]:
+        if self._got[i]:    # the backward before gave gradients to only some parameters
             raise RuntimeError(f"DistributedDataParallel: parameter '{self._names[i]}' got a "
-                               "second gradient before the first was averaged; call forward "
-                               "again, or accumulate inside no_sync()")
+                               "second gradient before the first was averaged (the last "
+                               "backward left other parameters without one); accumulate "
+                               "inside no_sync()")
         b, off, n = self._where[i]
         bucket = self._buckets[b]
         g = t.grad.data if isinstance(t.grad, Tensor) else np.asarray(t.grad)
@@ -199,16 +200,25 @@ class DistributedDataParallel(Module):
         self._got[i] = True
         self._arrival.append(i)
         bucket.ready += 1
-        if self.overlap:
-            while self._next < len(self._buckets) and \
-                    self._buckets[self._next].ready == len(self._buckets[self._next].members):
-                self._start(self._next)
-                self._next += 1
-            for started in self._buckets[:self._next]:   # let MPI progress the started ones
-                if started.request is not None and started.request.Test():
-                    started.request = None
-        if len(self._arrival) == len(self._params):
-            self._finish()
+        try:
+            if self.overlap:
+                while self._next < len(self._buckets) and \
+                        self._buckets[self._next].ready == len(self._buckets[self._next].members):
+                    self._start(self._next)
+                    self._next += 1
+                for started in self._buckets[:self._next]:   # let MPI progress the started ones
+                    if started.request is not None and started.request.Test():
+                        started.request = None
+            if len(self._arrival) == len(self._params):
+                self._finish()
+        except BaseException:
+            self._reset()       # a caught error (a NaN batch skipped) leaves no half step
+            raise
+
+    def _reset(self) -> None:
+        for bucket in self._buckets:
+            bucket.request, bucket.ready = None, 0
+        self._arrival, self._got, self._next = [], [False] * len(self._params), 0
 
     def _start(self, b) -> None:
         bucket = self._buckets[b]
@@ -236,12 +246,11 @@ class DistributedDataParallel(Module):
         self._w.wait([b.request for b in self._buckets])
         self.comm_wait_seconds = time.perf_counter() - t0
         for bucket in self._buckets:
-            bucket.request, bucket.ready = None, 0
             for i, off, n in bucket.members:
                 p = self._params[i]
                 p.grad = Tensor(bucket.buffer[off:off + n].reshape(p.shape))
         arrival = self._arrival
-        self._arrival, self._got, self._next = [], [False] * len(self._params), 0
+        self._reset()
         if not self._rebuilt:
             self._rebuilt = True
             order = self._w.bcast_obj(arrival)
