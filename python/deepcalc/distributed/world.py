@@ -33,8 +33,9 @@ class RankFailure(RuntimeError):
 
 
 def launcher_world_size() -> int | None:
-    """The world size an MPI launcher (MPICH's hydra, Open MPI, Slurm) announced, if any."""
-    for var in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS", "PMIX_SIZE"):
+    """The world size an MPI launcher announced (MPICH's hydra and Slurm's srun set PMI_SIZE,
+    Open MPI's mpirun OMPI_COMM_WORLD_SIZE), if any; read without importing mpi4py."""
+    for var in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE"):
         v = os.environ.get(var)
         if v and v.isdigit():
             return int(v)
@@ -98,7 +99,7 @@ class MPIWorld:
         self._mpi_ops = {"sum": MPI.SUM, "mean": MPI.SUM, "max": MPI.MAX, "min": MPI.MIN,
                          "prod": MPI.PROD}
         self._reported = False
-        self._notices = []               # pending isend requests of failure notices
+        self._notices = []               # isend requests of notices and acks (kept alive)
 
     # --- collectives: non-blocking, completed by wait() ------------------------------
     def iallreduce(self, buf: np.ndarray, op: str = "sum"):
@@ -147,7 +148,7 @@ class MPIWorld:
             src = status.Get_source()
             text = self.fault_comm.recv(source=src, tag=_FAULT_TAG)
             self._reported = True        # the failure is another rank's: nothing to notify
-            self.fault_comm.isend(self.rank, dest=src, tag=_ACK_TAG)
+            self._notices.append(self.fault_comm.isend(self.rank, dest=src, tag=_ACK_TAG))
             raise RankFailure(src, f"deepcalc.distributed: stopping rank {self.rank} of "
                                    f"{self.size}: rank {src} failed: {text}")
 
