@@ -86,3 +86,14 @@ def adam_step(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray, exp_avg_
 def sgd_step(param: np.ndarray, grad: np.ndarray, momentum_buffer: np.ndarray | None, lr: float,
              momentum: float, dampening: float, weight_decay: float, nesterov: bool,
              first_step: bool) -> None: ...
+
+# --- all-pairs discounted reachability (cpp/impact) ------------------------------------------
+# R(x; y) = max over policies of E[gamma^N(x -> y)]: R(y; y) = 1, R(x; y) = gamma max_a
+# sum_z P(z | x, a) R(z; y). Deterministic: BFS per source, gamma^d (0 if unreachable).
+def reach_deterministic(next: np.ndarray, gamma: float, dtype: np.dtype) -> np.ndarray:
+    """(S, S) reachabilities of next (S, A) int64 (entries in [0, S)), as dtype (float32/64)."""
+def reach_stochastic(indptr: np.ndarray, indices: np.ndarray, probs: np.ndarray, S: int, A: int,
+                     gamma: float, tol: float, max_iter: int, dtype: np.dtype
+                     ) -> tuple[np.ndarray, int, float]:
+    """(R, iterations, residual) by value iteration from R = I; CSR rows x * A + a (indptr
+    (S*A+1,) int64, indices int64, probs float64 summing to 1 per row)."""
