@@ -65,6 +65,7 @@ def add_arguments(parser):
     parser.add_argument("--seeds", type=int, default=None, help="seeds (default 5, --quick 2)")
     parser.add_argument("--episodes", type=int, default=None,
                         help="Q-learning episodes per run (default 4000, --quick 1500)")
+    parser.add_argument("--envs", default=None, help="comma-separated environments (default all)")
 
 
 def _runs(env, measure, baselines, seed, episodes, D_cache):
@@ -247,8 +248,10 @@ def _write(path, text):
 
 def main(args) -> int:
     os.makedirs(args.out, exist_ok=True)
+    envs = getattr(args, "envs", None)
     res = run(quick=args.quick, seeds=getattr(args, "seeds", None),
-              episodes=getattr(args, "episodes", None), seed0=args.seed)
+              episodes=getattr(args, "episodes", None), seed0=args.seed,
+              envs=envs.split(",") if envs else None)
     _write(os.path.join(args.out, "results.json"), json.dumps(res, indent=1))
     paths, episodes_md = _episodes_figure(args.out)
     _write(os.path.join(args.out, "results.md"), _markdown(res) + "\n# Episodes (exact policy)\n\n" + episodes_md)

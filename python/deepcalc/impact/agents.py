@@ -91,7 +91,8 @@ def q_learning(mdp: MDP, rewards, start: int, horizon: int, gamma: float = 0.95,
                eps_end: float = 0.05, q_init: float = 0.0, seed=None) -> np.ndarray:
     """(horizon, S, A) Q-values learnt from ``episodes`` episodes from ``start``:
     Q[t, s, a] += alpha (r[t, s, a] + gamma max_a' Q[t+1, z, a'] - Q[t, s, a]), the bootstrap
-    0 at a terminal z or at the last step.  Q starts at ``q_init`` (an optimistic start, above
+    0 at a terminal z or at the last step (a time-independent reward: one stationary table, see
+    below).  Q starts at ``q_init`` (an optimistic start, above
     every return, makes the agent try what it has not tried); epsilon anneals linearly."""
     op = "q_learning"
     if horizon < 1 or episodes < 1 or not 0 < alpha <= 1:
@@ -101,24 +102,33 @@ def q_learning(mdp: MDP, rewards, start: int, horizon: int, gamma: float = 0.95,
     term = _terminal(op, mdp, terminal)
     rng = np.random.default_rng(seed)
     S, A = mdp.n_states, mdp.n_actions
-    Q = np.full((horizon + 1, S, A), float(q_init))
-    Q[horizon] = 0.0                         # the episode is over
+    # A reward that does not change with t (every baseline but inaction) is learnt by one
+    # stationary table shared by all steps, bootstrapping from itself (the infinite-horizon
+    # Q-function; experience at every step trains it): far fewer entries to explore.
+    stationary = bool(np.all(r == r[:1]))
+    T = 1 if stationary else horizon
+    Q = np.full((T + 1, S, A), float(q_init))
+    Q[T] = 0.0                               # after the last step the episode is over
     eps = np.linspace(eps_start, eps_end, episodes)
+    cum = None if mdp.deterministic else np.cumsum(mdp.probs, -1)
     # Random numbers drawn per episode in bulk: one uniform for exploring, one action, one for
     # the transition of each step.
     for e in range(episodes):
         u, rand_a, u_next = rng.random(horizon), rng.integers(A, size=horizon), rng.random(horizon)
         s = int(start)
         for t in range(horizon):
-            q = Q[t, s]
+            i, j = (0, 0) if stationary else (t, t + 1)
+            q = Q[i, s]
             a = int(rand_a[t]) if u[t] < eps[e] else int(q.argmax())
-            if mdp.deterministic:
+            if cum is None:
                 z = int(mdp.next_states[s, a])
             else:
-                z = min(int(np.searchsorted(np.cumsum(mdp.probs[s, a]), u_next[t], side="right")), S - 1)
-            target = r[t, s, a] + (0.0 if term[z] else gamma * Q[t + 1, z].max())
+                z = min(int(np.searchsorted(cum[s, a], u_next[t], side="right")), S - 1)
+            target = r[t, s, a] + (0.0 if term[z] else gamma * Q[j, z].max())
             q[a] += alpha * (target - q[a])
             if term[z]:
                 break
             s = z
+    if stationary:
+        return np.broadcast_to(Q[0], (horizon, S, A)).copy()
     return Q[:horizon]
