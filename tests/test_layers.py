@@ -1,7 +1,8 @@
 """The package's layers (DESIGN.md) as a test: walk every import of every module (lazy imports
 inside functions included), fail on an import cycle and on an import that goes up a layer.
 
-    deepcalc (root __init__)   may import anything; so may the command line (cli)
+    deepcalc (root __init__)   may import anything; so may the command line (cli) and the
+                               experiments it runs (applications of the whole library)
     user API                   nn, optim, data, train, serialization, cli, ...
     func                       transforms (grad, vjp, jvp, jacrev, hessian, ...), testing
     ops                        primitives, creation, memory: the only users of deepcalc._core
@@ -18,7 +19,7 @@ import deepcalc
 PKG_DIR = os.path.dirname(deepcalc.__file__)
 
 LAYERS = {"_core": 0, "autodiff": 1, "ops": 2, "creation": 2, "memory": 2, "func": 3,
-          "testing": 3, "cli": 5}
+          "testing": 3, "cli": 5, "experiments": 5}
 USER_API = 4          # every other top-level module or subpackage
 ROOT = 5              # deepcalc/__init__.py
 

@@ -6,7 +6,7 @@ rules whatever ``create_graph`` says (that is how ``jvp(grad(f))`` works).
 """
 from __future__ import annotations
 
-from heapq import heapify, heappop, heappush
+from operator import attrgetter
 
 import numpy as np
 
@@ -14,18 +14,20 @@ from .graph import _RELEASED_MSG, STATE, AccumulateGrad, OutputSlot, Tensor, nod
 
 
 def _seq_order(roots):
-    """Yield the nodes reachable from ``roots`` in decreasing creation order (``Node.seq``),
-    which puts every node after all of its consumers; each node once."""
-    queued = set(roots)
-    heap = [(-n.seq, n) for n in queued]
-    heapify(heap)
-    while heap:
-        node = heappop(heap)[1]
-        yield node
-        for nxt in node.next:
-            if nxt is not None and nxt not in queued:
-                queued.add(nxt)
-                heappush(heap, (-nxt.seq, nxt))
+    """The nodes reachable from ``roots`` in decreasing creation order (``Node.seq``), which
+    puts every node after all of its consumers; each node once."""
+    seen = set(roots)
+    stack = list(seen)
+    add, push = seen.add, stack.append
+    while stack:
+        for nxt in stack.pop().next:
+            if nxt is not None and nxt not in seen:
+                add(nxt)
+                push(nxt)
+    return sorted(seen, key=_SEQ, reverse=True)
+
+
+_SEQ = attrgetter("seq")
 
 
 def _useful(order, targets):
@@ -49,46 +51,44 @@ def _root(arr):
     return arr
 
 
-def _own(g: Tensor, claimed: set) -> Tensor:
-    """``g`` as a gradient to store in a ``.grad``: a writeable C-contiguous array that shares
+def _own(d: np.ndarray, claimed: set) -> np.ndarray:
+    """``d`` as a gradient to store in a ``.grad``: a writeable C-contiguous array that shares
     memory with nothing the user or another ``.grad`` holds. Rules may pass one gradient to
     several inputs (add), hand out views (reshape, transpose) or read-only broadcasts (sum), and
     the caller's ``grad=`` flows through unchanged: those are copied. ``claimed`` holds the ids of
     the memory owners already given out in this backward pass."""
-    d = g.data
     root = _root(d)
     if not (d.flags.writeable and d.flags.c_contiguous) or id(root) in claimed:
-        d = np.array(d, order="C")
-        g, root = wrap(d), d
+        d = root = np.array(d, order="C")
     claimed.add(id(root))
-    return g
+    return d
 
 
-def _sum(a: Tensor, b: Tensor, plain: bool) -> Tensor:
-    """a + b for gradient accumulation; ``plain`` (nothing records: no create_graph, no forward
-    levels) adds the arrays directly."""
-    return wrap(a.data + b.data) if plain else a + b
-
-
-def _accumulate_grad(t: Tensor, g: Tensor, plain: bool, claimed) -> None:
-    """t.grad += g; in plain mode a first gradient is stored as an array of its own (``_own``)."""
-    if t.grad is not None:
-        t.grad = _sum(t.grad, g, plain)
+def _accumulate_grad(t: Tensor, g, plain: bool, claimed) -> None:
+    """t.grad += g.  In a plain pass ``g`` is an array and a first gradient is stored as an
+    array of its own (``_own``); otherwise ``g`` is a Tensor and the sum is recorded."""
+    if plain:
+        t.grad = wrap(_own(g, claimed) if t.grad is None else t.grad.data + g)
     else:
-        t.grad = _own(g, claimed) if plain else g
-
-
+        t.grad = g if t.grad is None else t.grad + g
 
 
 def run_backward(outputs, grad_outputs, inputs=None, retain_graph=False, create_graph=False,
                  allow_unused=True):
     """Propagate ``grad_outputs`` from ``outputs`` to the graph's leaves (``inputs is None``:
-    accumulate into ``.grad``) or to ``inputs`` (return their gradients, touch no ``.grad``)."""
+    accumulate into ``.grad``) or to ``inputs`` (return their gradients, touch no ``.grad``).
+
+    A pass that records nothing (no ``create_graph``, no forward-mode level) is *plain*: the
+    gradients in flight are NumPy arrays and the rules of ``array_rule`` primitives run on
+    arrays; other rules get their cotangents wrapped as Tensors.  Results are Tensors."""
+    plain = not create_graph and not STATE.fw_levels
     roots, grads = [], {}
     for out, g in zip(outputs, grad_outputs):
         if out.requires_grad:
             node = node_of(out)
             roots.append(node)
+            if plain:
+                g = g.data
             prev = grads.get(node)
             grads[node] = g if prev is None else prev + g
     targets, results = None, []
@@ -99,7 +99,6 @@ def run_backward(outputs, grad_outputs, inputs=None, retain_graph=False, create_
                 targets.setdefault(node_of(t), []).append(i)
     order, reaches = (_seq_order(roots), None) if targets is None else \
         _useful(_seq_order(roots), targets)
-    plain = not create_graph and not STATE.fw_levels
     # memory owners of the caller's gradients: a .grad must never alias them (see _own)
     claimed = {id(_root(g.data)) for g in grad_outputs} if plain and targets is None else None
     prev_mode = STATE.grad_enabled
@@ -108,6 +107,8 @@ def run_backward(outputs, grad_outputs, inputs=None, retain_graph=False, create_
         _propagate(order, grads, targets, reaches, results, plain, claimed, retain_graph)
     finally:
         STATE.grad_enabled = prev_mode
+    if plain:
+        results = [None if r is None else wrap(r) for r in results]
     if inputs is not None and not allow_unused:
         for i, r in enumerate(results):
             if r is None:
@@ -119,7 +120,7 @@ def run_backward(outputs, grad_outputs, inputs=None, retain_graph=False, create_
 def _propagate(order, grads, targets, reaches, results, plain, claimed, retain_graph):
     """Visit ``order``: each node's pending gradient (a list, one per output, for a multi-output
     node) goes to its leaf's ``.grad`` or ``results``, or through its VJP rule into the pending
-    gradients of its inputs' nodes.  ``plain``: nothing records, sums may be made in place."""
+    gradients of its inputs' nodes.  ``plain``: gradients are arrays, sums may be made in place."""
     pop, get = grads.pop, grads.get
     owned = set()  # nodes whose pending gradient is a sum this pass made and nobody else has seen
     for node in order:
@@ -159,6 +160,9 @@ def _propagate(order, grads, targets, reaches, results, plain, claimed, retain_g
             raise RuntimeError(_RELEASED_MSG.format(prim.name))
         if targets is not None:
             node.needs = needs
+        node.plain = plain
+        if plain and not prim.array_rule:  # a Tensor rule: its cotangents as Tensors
+            g = [None if c is None else wrap(c) for c in g] if prim.multiple_results else wrap(g)
         in_grads = prim.vjp(node, *g) if prim.multiple_results else prim.vjp(node, g)
         node.needs = None  # the graph may be walked again, for other inputs
         if len(in_grads) != len(inputs):
@@ -167,18 +171,27 @@ def _propagate(order, grads, targets, reaches, results, plain, claimed, retain_g
         for inp, nxt, gi in zip(inputs, node.next, in_grads):
             if nxt is None or gi is None:
                 continue
-            d, x = gi.data, inp.data
+            if plain:
+                if type(gi) is not np.ndarray:  # a Tensor rule's result, or a NumPy scalar
+                    gi = gi.data if isinstance(gi, Tensor) else np.asarray(gi)
+                d = gi
+            else:
+                if not isinstance(gi, Tensor):  # a constant the rule computed on arrays
+                    gi = wrap(gi)
+                d = gi.data
+            x = inp.data
             if d.shape != x.shape or (d.dtype is not x.dtype and d.dtype != x.dtype):
                 _bad_gradient(prim, d, x)
             prev = get(nxt)
             if prev is None:
                 grads[nxt] = gi
+            elif not plain:
+                grads[nxt] = prev + gi
             elif nxt in owned:
-                np.add(prev.data, d, out=prev.data)
+                np.add(prev, d, out=prev)
             else:
-                grads[nxt] = _sum(prev, gi, plain)
-                if plain:
-                    owned.add(nxt)
+                grads[nxt] = np.add(prev, d, out=np.empty_like(d))  # an array even when 0-d
+                owned.add(nxt)
         if not retain_graph:  # free what the rule needed
             node.inputs = node.saved = node.out_data = node.out_fw = None
 
@@ -220,7 +233,7 @@ def backward(tensor: Tensor, grad=None, retain_graph=None, create_graph=False, i
                 if t.grad is not None:
                     t.grad = t.grad + g  # recorded when grad mode and t.grad allow it
                 else:
-                    t.grad = _own(g, claimed) if plain else g
+                    t.grad = wrap(_own(g.data, claimed)) if plain else g
                 _run_hooks(t)
         return
     run_backward([tensor], [grad], None, retain_graph, create_graph)

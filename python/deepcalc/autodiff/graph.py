@@ -15,6 +15,7 @@ then
 from __future__ import annotations
 
 import itertools
+import operator
 import threading
 import weakref
 
@@ -249,7 +250,7 @@ class Node:
     """One recorded primitive application: what the VJP rule needs to run later."""
 
     __slots__ = ("prim", "inputs", "params", "saved", "out_data", "out_fw", "next", "retained",
-                 "seq", "needs", "__weakref__")
+                 "seq", "needs", "plain", "__weakref__")
 
     def needs_grad(self, i: int) -> bool:
         """Whether the VJP rule must compute input ``i``'s gradient: it requires grad and, in a
@@ -275,7 +276,19 @@ class Node:
         self.next = nxt
         self.retained = None
         self.needs = None
+        self.plain = False  # set by the engine: this pass records nothing (see array_rule)
         self.seq = next(_SEQ)  # after the input nodes (see _SEQ)
+
+    @property
+    def primals(self):
+        """The inputs' values for an ``array_rule``: arrays in a pass that records nothing,
+        else the input Tensors."""
+        return tuple(map(_DATA, self.inputs)) if self.plain else self.inputs
+
+    @property
+    def result(self):
+        """The output's value for an ``array_rule``: the array, or the Tensor (``out``)."""
+        return self.out_data if self.plain else self.out
 
     @property
     def out(self) -> Tensor:
@@ -424,7 +437,11 @@ def strip_levels(t: Tensor, level: int) -> Tensor:
 
 def apply(prim, inputs, params=_EMPTY):
     """Run primitive ``prim`` on Tensors ``inputs``; record it for reverse and forward mode.
-    Returns a Tensor, or a tuple of Tensors for a primitive with ``multiple_results``."""
+    Returns a Tensor, or a tuple of Tensors for a primitive with ``multiple_results``.  On
+    NumPy arrays (an ``array_rule`` in a pass that records nothing) it returns the forward's
+    array(s), recording nothing."""
+    if not isinstance(inputs[0], Tensor):
+        return _apply_arrays(prim, inputs, params)
     n = len(inputs)
     if params:
         result = (prim.forward(inputs[0].data, **params) if n == 1
@@ -466,6 +483,22 @@ def apply(prim, inputs, params=_EMPTY):
 
 
 _new_tensor = Tensor.__new__
+_DATA = operator.attrgetter("data")
+
+
+def _apply_arrays(prim, inputs, params):
+    """``apply`` on arrays: the forward alone.  A Tensor among the inputs means the caller
+    mixes kinds; its values are wrapped and the op runs (and records) as usual.  NumPy
+    scalars (what arithmetic on 0-d arrays returns) become 0-d arrays."""
+    for x in inputs:
+        if type(x) is not np.ndarray:
+            if any(isinstance(x, Tensor) for x in inputs):
+                return apply(prim, tuple(x if isinstance(x, Tensor) else wrap(np.asarray(x))
+                                         for x in inputs), params)
+            inputs = [np.asarray(x) for x in inputs]
+            break
+    result = prim.forward(*inputs, **params) if params else prim.forward(*inputs)
+    return result[0] if prim.saves else result
 
 
 def _apply_multi(prim, inputs, params, saved, result):
@@ -549,12 +582,22 @@ class Primitive:
     ``differentiable_outputs`` (indices, default all) lists the outputs autodiff follows; the
     others are returned as constants (like statistics a backward kernel reuses).  Subclasses are
     registered in ``REGISTRY``.
+
+    ``array_rule = True`` says the VJP rule is written once for two kinds of values: Tensors
+    when the backward pass records (``create_graph``, forward-mode levels) and plain NumPy
+    arrays when nothing records (a plain ``backward()``), where the engine runs it on arrays and
+    skips every Tensor and graph cost.  Such a rule reads its values as ``ctx.primals`` and
+    ``ctx.result`` (``ctx.inputs`` only for shapes and dtypes), asks ``ctx.needs_grad(i)``,
+    and uses only arithmetic operators and ops that take arrays as well (``sum_to``,
+    ``broadcast_to``, ``apply`` of a primitive, methods arrays share with Tensor such as
+    ``reshape``).  Other rules always get Tensors (their cotangents wrapped in a plain pass).
     """
 
     name = "primitive"
     saves = False
     multiple_results = False
     differentiable_outputs = None
+    array_rule = False
 
     special = False   # saves or multiple_results: the one flag apply's common path reads
 

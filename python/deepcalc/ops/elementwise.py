@@ -3,9 +3,9 @@ to each input's shape with ``sum_to``).  Derivative factors that are piecewise c
 (relu's mask, abs's sign, clip's window) are constants; every other factor is built from
 differentiable ops so that any-order derivatives are exact.
 
-The hottest VJP rules also have a first-order branch (``not needs_graph(...)``: nothing would
-be recorded, as in a plain ``backward()``) that computes the same expression on the arrays,
-skipping the per-op bookkeeping; tests/test_plain_vjp.py checks both branches agree."""
+Most VJP rules are ``array_rule``s: one rule, run on Tensors when the backward records and on
+plain arrays when it does not (a plain ``backward()``); tests/test_plain_vjp.py checks that the
+two agree."""
 from __future__ import annotations
 
 import math
@@ -13,10 +13,10 @@ import math
 import numpy as np
 
 from .. import _core
-from ..autodiff.graph import TENSOR_TYPES, Primitive, Tensor, apply, needs_graph, wrap
+from ..autodiff.graph import TENSOR_TYPES, Primitive, Tensor, apply, wrap
 from ._convert import (DEFAULT_DTYPE, as_tensor, binary_operands, broadcast_shapes, check_float,
                        contiguous, to_array)
-from .shape import broadcast_to, sum_to, sum_to_array
+from .shape import broadcast_to, sum_to
 
 
 def _const(arr) -> Tensor:
@@ -46,10 +46,12 @@ class Add(Primitive):
     def forward(self, a, b):
         return np.add(a, b)
 
+    array_rule = True
+
     def vjp(self, ctx, g):
-        a, b = ctx.inputs
-        return (sum_to(g, a.data.shape) if a.requires_grad else None,
-                sum_to(g, b.data.shape) if b.requires_grad else None)
+        a, b = ctx.inputs  # only their shapes
+        return (sum_to(g, a.data.shape) if ctx.needs_grad(0) else None,
+                sum_to(g, b.data.shape) if ctx.needs_grad(1) else None)
 
     def jvp(self, ctx, ta, tb):
         return _out_tangent(ctx, _add_tangents(ta, tb))
@@ -61,14 +63,12 @@ class Sub(Primitive):
     def forward(self, a, b):
         return np.subtract(a, b)
 
+    array_rule = True
+
     def vjp(self, ctx, g):
-        a, b = ctx.inputs
-        if not needs_graph(g):
-            return (wrap(sum_to_array(g.data, a.data.shape)) if a.requires_grad else None,
-                    wrap(sum_to_array(np.negative(g.data), b.data.shape))
-                    if b.requires_grad else None)
-        return (sum_to(g, a.data.shape) if a.requires_grad else None,
-                sum_to(-g, b.data.shape) if b.requires_grad else None)
+        a, b = ctx.inputs  # only their shapes
+        return (sum_to(g, a.data.shape) if ctx.needs_grad(0) else None,
+                sum_to(-g, b.data.shape) if ctx.needs_grad(1) else None)
 
     def jvp(self, ctx, ta, tb):
         return _out_tangent(ctx, _add_tangents(ta, -tb if tb is not None else None))
@@ -80,14 +80,12 @@ class Mul(Primitive):
     def forward(self, a, b):
         return np.multiply(a, b)
 
+    array_rule = True
+
     def vjp(self, ctx, g):
-        a, b = ctx.inputs
-        if not needs_graph(g, a, b):
-            gd = g.data
-            return (wrap(sum_to_array(gd * b.data, a.data.shape)) if a.requires_grad else None,
-                    wrap(sum_to_array(gd * a.data, b.data.shape)) if b.requires_grad else None)
-        return (sum_to(g * b, a.data.shape) if a.requires_grad else None,
-                sum_to(g * a, b.data.shape) if b.requires_grad else None)
+        a, b = ctx.primals
+        return (sum_to(g * b, a.shape) if ctx.needs_grad(0) else None,
+                sum_to(g * a, b.shape) if ctx.needs_grad(1) else None)
 
     def jvp(self, ctx, ta, tb):
         a, b = ctx.inputs
@@ -103,16 +101,13 @@ class Div(Primitive):
             a, b = a.astype(DEFAULT_DTYPE), b.astype(DEFAULT_DTYPE)
         return np.divide(a, b)
 
+    array_rule = True
+
     def vjp(self, ctx, g):
-        a, b = ctx.inputs
-        if not needs_graph(g, a, b):
-            ga = g.data / b.data
-            return (wrap(sum_to_array(ga, a.data.shape)) if a.requires_grad else None,
-                    wrap(sum_to_array(np.negative(ga * ctx.out_data), b.data.shape))
-                    if b.requires_grad else None)
+        a, b = ctx.primals
         ga = g / b
-        return (sum_to(ga, a.data.shape) if a.requires_grad else None,
-                sum_to(-ga * ctx.out, b.data.shape) if b.requires_grad else None)
+        return (sum_to(ga, a.shape) if ctx.needs_grad(0) else None,
+                sum_to(-ga * ctx.result, b.shape) if ctx.needs_grad(1) else None)
 
     def jvp(self, ctx, ta, tb):
         b = ctx.inputs[1]
@@ -203,9 +198,9 @@ class Neg(Primitive):
     def forward(self, x):
         return np.negative(x)
 
+    array_rule = True
+
     def vjp(self, ctx, g):
-        if not needs_graph(g):
-            return (wrap(np.negative(g.data)),)
         return (-g,)
 
     def jvp(self, ctx, t):
@@ -218,10 +213,10 @@ class Exp(Primitive):
     def forward(self, x):
         return np.exp(x)
 
+    array_rule = True
+
     def vjp(self, ctx, g):
-        if not needs_graph(g, ctx.inputs[0]):
-            return (wrap(g.data * ctx.out_data),)
-        return (g * ctx.out,)
+        return (g * ctx.result,)
 
     def jvp(self, ctx, t):
         return t * ctx.out
@@ -233,11 +228,10 @@ class Log(Primitive):
     def forward(self, x):
         return np.log(x)
 
+    array_rule = True
+
     def vjp(self, ctx, g):
-        x = ctx.inputs[0]
-        if not needs_graph(g, x):
-            return (wrap(g.data / x.data),)
-        return (g / x,)
+        return (g / ctx.primals[0],)
 
     def jvp(self, ctx, t):
         return t / ctx.inputs[0]
@@ -249,10 +243,10 @@ class Sqrt(Primitive):
     def forward(self, x):
         return np.sqrt(x)
 
+    array_rule = True
+
     def vjp(self, ctx, g):
-        if not needs_graph(g, ctx.inputs[0]):
-            return (wrap(g.data / (2 * ctx.out_data)),)
-        return (g / (2 * ctx.out),)
+        return (g / (2 * ctx.result),)
 
     def jvp(self, ctx, t):
         return t / (2 * ctx.out)
@@ -277,10 +271,10 @@ class Tanh(Primitive):
     def forward(self, x):
         return np.tanh(x)
 
+    array_rule = True
+
     def vjp(self, ctx, g):
-        if not needs_graph(g, ctx.inputs[0]):
-            return (wrap(_tanh_backward.forward(g.data, ctx.out_data)),)
-        return (apply(_tanh_backward, (g, ctx.out)),)
+        return (apply(_tanh_backward, (g, ctx.result)),)
 
     def jvp(self, ctx, t):
         return apply(_tanh_backward, (t, ctx.out))
@@ -313,10 +307,10 @@ class Sigmoid(Primitive):
         e = np.exp(-np.abs(x))
         return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
 
+    array_rule = True
+
     def vjp(self, ctx, g):
-        if not needs_graph(g, ctx.inputs[0]):
-            return (wrap(_sigmoid_backward.forward(g.data, ctx.out_data)),)
-        return (apply(_sigmoid_backward, (g, ctx.out)),)
+        return (apply(_sigmoid_backward, (g, ctx.result)),)
 
     def jvp(self, ctx, t):
         return apply(_sigmoid_backward, (t, ctx.out))
@@ -347,11 +341,10 @@ class Relu(Primitive):
     def forward(self, x):
         return np.maximum(x, 0)
 
+    array_rule = True
+
     def vjp(self, ctx, g):
-        x = ctx.inputs[0].data
-        if not needs_graph(g):
-            return (wrap(_relu_backward.forward(g.data, x)),)
-        return (apply(_relu_backward, (g,), {"x": x}),)
+        return (apply(_relu_backward, (g,), {"x": ctx.inputs[0].data}),)
 
     def jvp(self, ctx, t):
         return apply(_relu_backward, (t,), {"x": ctx.inputs[0].data})

@@ -8,12 +8,13 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _core
-from ..autodiff.graph import TENSOR_TYPES, Primitive, Tensor, apply, needs_graph, wrap
+from ..autodiff.graph import TENSOR_TYPES, Primitive, Tensor, apply, wrap
 from ._convert import as_tensor, binary_operands, check_float
-from .shape import reshape, sum_to, sum_to_array, swapaxes
+from .shape import reshape, sum_to, swapaxes
 
 
 _DIRECT_K = 16  # cpp/gemm/gemm_direct_simd.h: B not transposed and k <= 16 runs unpacked
+_COPY_BT_MIN_N = 64  # copy a transposed B of short k when it has at least this many columns
 
 
 def _gemm_operand(x: np.ndarray, trans: bool):
@@ -32,9 +33,19 @@ def gemm(a: np.ndarray, b: np.ndarray, trans_a: bool = False, trans_b: bool = Fa
     batch axes, op(x) = x^T over the last two axes when flagged; transposes are passed to the
     kernel as flags, never materialized."""
     # Arguments go positionally: pybind11 parses keywords about 0.8 us slower per call.
-    if (a.ndim == 2 and b.ndim == 2 and a.flags.c_contiguous and b.flags.c_contiguous
-            and a.size and b.size):
-        return _core.gemm(a, b, trans_a, trans_b)  # the common case
+    if a.ndim == 2 and b.ndim == 2 and a.size and b.size:  # the common case
+        if not a.flags.c_contiguous:
+            a, trans_a = (a.T, not trans_a) if a.flags.f_contiguous else \
+                (np.ascontiguousarray(a), trans_a)
+        if not b.flags.c_contiguous:
+            b, trans_b = (b.T, not trans_b) if b.flags.f_contiguous else \
+                (np.ascontiguousarray(b), trans_b)
+        if trans_b and b.shape[1] <= _DIRECT_K and b.shape[0] >= _COPY_BT_MIN_N:
+            # a short k with B transposed: copying B^T (k x n, small) lets the unpacked direct
+            # path run, which beats packing B for the NT kernel ((128,10) @ (10,256): ~11 ->
+            # ~8 us); for a narrow B the copy costs more than it saves
+            b, trans_b = np.ascontiguousarray(b.T), False
+        return _core.gemm(a, b, trans_a, trans_b)
     if a.size == 0 or b.size == 0:
         a = np.swapaxes(a, -1, -2) if trans_a else a
         return np.matmul(a, np.swapaxes(b, -1, -2) if trans_b else b)
@@ -47,39 +58,46 @@ def gemm(a: np.ndarray, b: np.ndarray, trans_a: bool = False, trans_b: bool = Fa
         return out.reshape(batch + out.shape[-2:])
     a, trans_a = _gemm_operand(a, trans_a)
     b, trans_b = _gemm_operand(b, trans_b)
-    if trans_b and b.shape[-1] <= _DIRECT_K:
-        # a short k with B transposed: copying B^T (k x n, tiny) lets the unpacked direct path
-        # run, which beats packing B for the NT kernel ((128,10) @ (10,256): ~11 -> ~8 us)
+    if trans_b and b.shape[-1] <= _DIRECT_K and b.shape[-2] >= _COPY_BT_MIN_N:  # as above
         b, trans_b = np.ascontiguousarray(np.swapaxes(b, -1, -2)), False
     return _core.gemm(a, b, trans_a, trans_b)
 
 
-class MatMul(Primitive):
-    name = "matmul"
+_FLAGS = {(ta, tb): {"trans_a": ta, "trans_b": tb} for ta in (False, True) for tb in (False, True)}
 
-    def forward(self, a, b):
-        return gemm(a, b)
+
+class MatMul(Primitive):
+    """C = op_a(A) @ op_b(B) over the last two axes (batch axes broadcast), op(X) = X^T where
+    the flag says so.  The rules use the flags too, so no transpose is ever materialized:
+    dA = g op_b(B)^T, or op_b(B) g^T when A was transposed; dB = op_a(A)^T g, or g^T op_a(A)."""
+    name = "matmul"
+    array_rule = True
+
+    def forward(self, a, b, trans_a=False, trans_b=False):
+        return gemm(a, b, trans_a, trans_b)
 
     def vjp(self, ctx, g):
-        a, b = ctx.inputs
-        if not needs_graph(g, a, b):
-            # first order only: the GEMM takes the transposes as flags
-            ga = wrap(sum_to_array(gemm(g.data, b.data, trans_b=True), a.data.shape)) \
-                if a.requires_grad else None
-            gb = wrap(sum_to_array(gemm(a.data, g.data, trans_a=True), b.data.shape)) \
-                if b.requires_grad else None
-            return ga, gb
-        ga = sum_to(matmul(g, swapaxes(b, -1, -2)), a.data.shape) if a.requires_grad else None
-        gb = sum_to(matmul(swapaxes(a, -1, -2), g), b.data.shape) if b.requires_grad else None
+        a, b = ctx.primals
+        ta, tb = ctx.params.get("trans_a", False), ctx.params.get("trans_b", False)
+        ga = gb = None
+        if ctx.needs_grad(0):
+            ga = apply(self, (b, g), _FLAGS[tb, True]) if ta else \
+                apply(self, (g, b), _FLAGS[False, not tb])
+            ga = sum_to(ga, a.shape)
+        if ctx.needs_grad(1):
+            gb = apply(self, (g, a), _FLAGS[True, ta]) if tb else \
+                apply(self, (a, g), _FLAGS[not ta, False])
+            gb = sum_to(gb, b.shape)
         return ga, gb
 
     def jvp(self, ctx, ta, tb):
         a, b = ctx.inputs
         out = None
         if ta is not None:
-            out = matmul(ta, b)
+            out = apply(self, (ta, b), ctx.params)
         if tb is not None:
-            out = matmul(a, tb) if out is None else out + matmul(a, tb)
+            t = apply(self, (a, tb), ctx.params)
+            out = t if out is None else out + t
         return out
 
 

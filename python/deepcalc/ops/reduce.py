@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..autodiff.graph import Primitive, Tensor, apply, needs_graph, wrap
+from ..autodiff.graph import Primitive, Tensor, apply, wrap
 from ._convert import as_tensor, check_float, normalize_axis
 from .shape import broadcast_to, reshape
 
@@ -14,9 +14,9 @@ def _keepdims_shape(shape, axes):
 
 
 def _expand(g: Tensor, in_shape, axes, keepdims) -> Tensor:
-    """Broadcast a reduced gradient back over the reduced axes."""
+    """Broadcast a reduced gradient (a Tensor or an array) back over the reduced axes."""
     if not keepdims:
-        g = reshape(g, _keepdims_shape(in_shape, axes))
+        g = g.reshape(_keepdims_shape(in_shape, axes))
     return broadcast_to(g, in_shape)
 
 
@@ -26,13 +26,10 @@ class Sum(Primitive):
     def forward(self, x, axes, keepdims):
         return np.asarray(np.sum(x, axis=axes, keepdims=keepdims))
 
+    array_rule = True
+
     def vjp(self, ctx, g):
-        x = ctx.inputs[0]
-        axes, keepdims = ctx.params["axes"], ctx.params["keepdims"]
-        if not needs_graph(g):  # first order: the same broadcast view, without bookkeeping
-            gd = g.data if keepdims else g.data.reshape(_keepdims_shape(x.shape, axes))
-            return (wrap(np.broadcast_to(gd, x.shape)),)
-        return (_expand(g, x.shape, axes, keepdims),)
+        return (_expand(g, ctx.primals[0].shape, ctx.params["axes"], ctx.params["keepdims"]),)
 
     def jvp(self, ctx, t):
         return apply(self, (t,), ctx.params)

@@ -22,8 +22,10 @@ class BroadcastTo(Primitive):
     def forward(self, x, shape):
         return np.broadcast_to(x, shape)
 
+    array_rule = True
+
     def vjp(self, ctx, g):
-        return (sum_to(g, ctx.inputs[0].shape),)
+        return (sum_to(g, ctx.primals[0].shape),)
 
     def jvp(self, ctx, t):
         return broadcast_to(t, ctx.params["shape"])
@@ -36,14 +38,20 @@ class SumTo(Primitive):
     def forward(self, x, shape):
         return sum_to_array(x, shape)
 
+    array_rule = True
+
     def vjp(self, ctx, g):
-        return (broadcast_to(g, ctx.inputs[0].shape),)
+        return (broadcast_to(g, ctx.primals[0].shape),)
 
     def jvp(self, ctx, t):
         return sum_to(t, ctx.params["shape"])
 
 
 def broadcast_to(x, shape) -> Tensor:
+    """``x`` broadcast to ``shape``, as a read-only view (a plain array stays an array: the
+    VJP rules that run on arrays use it too)."""
+    if type(x) is np.ndarray:
+        return np.broadcast_to(x, shape)
     x = as_tensor(x, None, "broadcast_to")
     shape = check_shape("broadcast_to", (shape,) if isinstance(shape, int) else shape)
     if x.shape == shape:
@@ -58,19 +66,23 @@ def broadcast_to(x, shape) -> Tensor:
 
 
 def sum_to_array(x: np.ndarray, shape) -> np.ndarray:
-    """``sum_to`` on a plain array (first-order fast paths of the VJP rules)."""
+    """``sum_to`` on a plain array."""
     if x.shape == shape:
         return x
     lead = x.ndim - len(shape)
     x = x.sum(axis=tuple(range(lead))) if lead else x
     axes = tuple(i for i, n in enumerate(shape) if n == 1 and x.shape[i] != 1)
-    return x.sum(axis=axes, keepdims=True) if axes else x
+    x = x.sum(axis=axes, keepdims=True) if axes else x
+    return x if type(x) is np.ndarray else np.asarray(x)  # a full sum gives a NumPy scalar
 
 
 def sum_to(x: Tensor, shape) -> Tensor:
-    """Sum ``x`` over the axes that broadcasting added to reach it from ``shape``."""
-    if x.data.shape == shape:
+    """Sum ``x`` over the axes that broadcasting added to reach it from ``shape`` (a plain
+    array stays an array)."""
+    if x.shape == shape:
         return x
+    if type(x) is np.ndarray:
+        return sum_to_array(x, shape)
     return apply(_sum_to, (x,), {"shape": tuple(shape)})
 
 
@@ -80,8 +92,10 @@ class Reshape(Primitive):
     def forward(self, x, shape):
         return x.reshape(shape)
 
+    array_rule = True
+
     def vjp(self, ctx, g):
-        return (reshape(g, ctx.inputs[0].shape),)
+        return (g.reshape(ctx.primals[0].shape),)
 
     def jvp(self, ctx, t):
         return reshape(t, ctx.params["shape"])
@@ -115,6 +129,8 @@ class Transpose(Primitive):
 
     def forward(self, x, axes):
         return x.transpose(axes)
+
+    array_rule = True
 
     def vjp(self, ctx, g):
         return (apply(self, (g,), {"axes": tuple(int(a) for a in np.argsort(ctx.params["axes"]))}),)
