@@ -6,7 +6,8 @@ Configurations, each a fresh set of processes, taking turns in every round:
     (mpirun -n 2, DistributedDataParallel, default 25 MiB buckets), and 2 ranks x 1 thread with
     0.3 MiB buckets with and without overlap (the time per step spent waiting for allreduce);
     torch 1 rank x 1 thread and torch DDP over gloo, 2 ranks x 1 thread, same model and batch.
-Prints samples per second (median of rounds) and per-round ratios (median [min, max]).
+Prints samples per second (median of rounds) and per-round ratios (median [min, max]) with the
+ratio of the best rounds (other work on the machine only ever slows a round down).
 
     python bench/python/scaling.py [--rounds 3] [--steps 150]
 """
@@ -160,8 +161,13 @@ CONFIGS = {
 }
 
 
-def spread(values):
-    return f"{statistics.median(values):.2f}x [{min(values):.2f}, {max(values):.2f}]"
+def spread(results, a, b):
+    """Per-round ratios of samples/s, a over b: median [min, max], and the best rounds' ratio."""
+    per_round = [x["samples_per_s"] / y["samples_per_s"] for x, y in zip(results[a], results[b])]
+    best = max(x["samples_per_s"] for x in results[a]) / max(y["samples_per_s"]
+                                                          for y in results[b])
+    return (f"{statistics.median(per_round):.2f}x [{min(per_round):.2f}, {max(per_round):.2f}]"
+            f", best rounds {best:.2f}x")
 
 
 def main():
@@ -199,18 +205,17 @@ def main():
         wait = [r["wait_ms"] for r in rs if r["wait_ms"] is not None]
         w = f"{statistics.median(wait):.3f} ms" if wait and "deepcalc 2" in name else ""
         print(f"{name:46s} {sps:10.0f} {w:>20s}")
-    sp = lambda a, b: [x["samples_per_s"] / y["samples_per_s"]  # noqa: E731
-                       for x, y in zip(results[a], results[b])]
-    print(f"deepcalc 2 ranks x 1 thread / 1 x 1:  {spread(sp('deepcalc 2x1', 'deepcalc 1x1'))}"
-          "  (target >= 1.8x)")
+    print(f"deepcalc 2 ranks x 1 thread / 1 x 1:  "
+          f"{spread(results, 'deepcalc 2x1', 'deepcalc 1x1')}  (target >= 1.8x)")
     print(f"deepcalc 1 rank x 2 threads / 1 x 1:  "
-          f"{spread(sp('deepcalc 1x2 threads', 'deepcalc 1x1'))}")
+          f"{spread(results, 'deepcalc 1x2 threads', 'deepcalc 1x1')}")
     if "torch DDP gloo 2x1" in results:
         print(f"deepcalc 2x1 / torch DDP gloo 2x1:    "
-              f"{spread(sp('deepcalc 2x1', 'torch DDP gloo 2x1'))}  (target >= 1x)")
+              f"{spread(results, 'deepcalc 2x1', 'torch DDP gloo 2x1')}  (target >= 1x)")
         print(f"torch DDP 2x1 / torch 1x1:            "
-              f"{spread(sp('torch DDP gloo 2x1', 'torch 1x1'))}")
-        print(f"deepcalc 1x1 / torch 1x1:             {spread(sp('deepcalc 1x1', 'torch 1x1'))}")
+              f"{spread(results, 'torch DDP gloo 2x1', 'torch 1x1')}")
+        print(f"deepcalc 1x1 / torch 1x1:             "
+              f"{spread(results, 'deepcalc 1x1', 'torch 1x1')}")
     if args.json:
         with open(args.json + ".tmp", "w") as f:
             json.dump(results, f, indent=1)
