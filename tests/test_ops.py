@@ -94,6 +94,8 @@ OPS = [
     ("matmul", lambda a, b: a @ b, np.matmul, [((2, 3), "n"), ((3, 4), "n")]),
     ("matmul_batched", lambda a, b: a @ b, np.matmul, [((2, 2, 3), "n"), ((3, 4), "n")]),
     ("matmul_batch_bcast", dc.matmul, np.matmul, [((2, 1, 2, 3), "n"), ((3, 3, 2), "n")]),
+    ("matmul_transposed", lambda a, b: a.T @ b.T, lambda a, b: a.T @ b.T,
+     [((3, 2), "n"), ((4, 3), "n")]),
     ("matvec", lambda a, b: a @ b, np.matmul, [((2, 3), "n"), ((3,), "n")]),
     ("vecmat", lambda a, b: a @ b, np.matmul, [((3,), "n"), ((3, 4), "n")]),
     ("vecvec", lambda a, b: a @ b, np.matmul, [((3,), "n"), ((3,), "n")]),
