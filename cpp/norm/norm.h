@@ -104,6 +104,16 @@ DEEPCALC_NORM_DECLARE(avx2)
 DEEPCALC_NORM_DECLARE(avx512)
 #undef DEEPCALC_NORM_DECLARE
 
+// float32 JVP kernels per instruction set (norm_jvp_simd.h).
+#define DEEPCALC_NORM_JVP_DECLARE(isa)                                                   \
+  void batchnorm_forward_jvp_f32_##isa(const NormJvpParams<float>& p, int threads);     \
+  void batchnorm_backward_jvp_f32_##isa(const NormJvpParams<float>& p, int threads);    \
+  void layernorm_forward_jvp_f32_##isa(const NormJvpParams<float>& p, int threads);     \
+  void layernorm_backward_jvp_f32_##isa(const NormJvpParams<float>& p, int threads);
+DEEPCALC_NORM_JVP_DECLARE(avx2)
+DEEPCALC_NORM_JVP_DECLARE(avx512)
+#undef DEEPCALC_NORM_JVP_DECLARE
+
 // Chosen once from cpu_capability() (norm_dispatch.cpp).
 norm_forward_fn<float> batchnorm_forward_train_f32();
 norm_forward_fn<float> batchnorm_forward_eval_f32();
@@ -115,7 +125,7 @@ norm_forward_fn<double> batchnorm_forward_eval_f64();
 norm_backward_fn<double> batchnorm_backward_f64();
 norm_forward_fn<double> layernorm_forward_f64();
 norm_backward_fn<double> layernorm_backward_f64();
-// The JVP kernels have only the reference so far (norm_jvp_ref.cpp), for both dtypes.
+// The JVP kernels: float32 per instruction set, float64 the reference.
 norm_jvp_fn<float> batchnorm_forward_jvp_f32();
 norm_jvp_fn<float> batchnorm_backward_jvp_f32();
 norm_jvp_fn<float> layernorm_forward_jvp_f32();
