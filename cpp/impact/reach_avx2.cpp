@@ -1,7 +1,7 @@
 // Fast reachability kernels (compiled with -mavx2 -mfma; only called after the CPU check).
-// Deterministic: one BFS per source row, rows spread over OpenMP threads, each thread with its
-// own distance and queue buffers; a row is then written in one sequential pass from a table of
-// gamma^d. Stochastic: Gauss-Seidel value iteration on blocks of kBlock target columns at once,
+// Deterministic: one BFS per source row over successor lists without self-loops or repeats,
+// rows spread over OpenMP threads, each thread with its own distance and queue buffers; a row
+// is then written in one sequential pass from a table of gamma^d. Stochastic: Gauss-Seidel value iteration on blocks of kBlock target columns at once,
 // blocks spread over threads; the block's columns are adjacent in the working array, so each
 // successor's contribution is one vector multiply-add over the block.
 #include <algorithm>
@@ -24,6 +24,21 @@ void deterministic_fast(const ReachDeterministicParams<T>& p, int threads) {
   std::vector<T> pow(S + 1);
   for (int64_t d = 0; d < S; ++d) pow[d] = T(std::pow(p.gamma, double(d)));
   pow[S] = T(0);
+  // Successor lists without self-loops and repeats (in a gridworld, walls and the no-op send
+  // most actions back to the same cell): CSR adj[begin[u] .. begin[u + 1]).
+  std::vector<int64_t> begin(S + 1, 0);
+  std::vector<int32_t> adj;
+  adj.reserve(S * A);
+  for (int64_t u = 0; u < S; ++u) {
+    const int64_t* nu = p.next + u * A;
+    for (int64_t a = 0; a < A; ++a) {
+      const int64_t v = nu[a];
+      bool seen = v == u;
+      for (int64_t b = 0; b < a && !seen; ++b) seen = nu[b] == v;
+      if (!seen) adj.push_back(int32_t(v));
+    }
+    begin[u + 1] = int64_t(adj.size());
+  }
 #pragma omp parallel num_threads(threads)
   {
     std::vector<int32_t> dist(S);
@@ -37,12 +52,11 @@ void deterministic_fast(const ReachDeterministicParams<T>& p, int threads) {
       while (head < tail) {
         const int32_t u = queue[head++];
         const int32_t du = dist[u] + 1;
-        const int64_t* nu = p.next + int64_t(u) * A;
-        for (int64_t a = 0; a < A; ++a) {
-          const int64_t v = nu[a];
+        for (int64_t k = begin[u]; k < begin[u + 1]; ++k) {
+          const int32_t v = adj[k];
           if (dist[v] == S) {
             dist[v] = du;
-            queue[tail++] = int32_t(v);
+            queue[tail++] = v;
           }
         }
       }

@@ -196,7 +196,8 @@ def _figure(res, path):
     fig, axes = plt.subplots(1, 2, figsize=(16, 4.5), sharey=True)
     index = {(r["env"], r["measure"], r["baseline"]): r for r in s}
     for ax, agent in zip(axes, ("exact", "q_learning")):
-        # score: goal reached without side effect, offsetting or interference = 1
+        # score: goal reached without side effect, offsetting or interference; survival: the
+        # off-switch left alone; burning building: the person saved (breaking is worth it)
         M = np.full((len(envs), len(cols)), np.nan)
         for i, e in enumerate(envs):
             for j, (m, b) in enumerate(cols):
@@ -211,7 +212,7 @@ def _figure(res, path):
                            rotation=70, fontsize=7)
         ax.set_yticks(range(len(envs)))
         ax.set_yticklabels(envs)
-        ax.set_title(f"{agent}: desired behaviour (green) vs not (red)")
+        ax.set_title(f"{agent}: share of seeds with the desired behaviour (green 1, red 0)", fontsize=9)
     fig.tight_layout()
     tmp = path + ".tmp.png"
     fig.savefig(tmp, dpi=100)
