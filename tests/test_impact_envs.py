@@ -110,11 +110,32 @@ def test_slip_makes_a_stochastic_environment():
     assert R.shape == (env.n_states, env.n_states) and np.all(np.diag(R) == 1)
 
 
+@pytest.mark.parametrize("baseline", imp.BASELINES)
+def test_physical_world_penalty_equals_the_full_state_one(baseline):
+    # the vase's reward flag is not physical: computing the penalty on the physical MDP and
+    # spreading it back equals computing it on the full MDP with the spread deviation matrix
+    env = imp.make("vase")
+    pen = imp.Penalty("relative_reachability", baseline, beta=1.0)
+    full = imp.penalty_terms(env.mdp, env.start, pen, env.horizon, D=env.deviation_matrix(pen))
+    np.testing.assert_allclose(env.penalty_terms(pen), full, atol=1e-12)
+
+
+def test_penalized_agent_on_a_stochastic_environment():
+    env = imp.make("box", slip=0.1)
+    pen = imp.Penalty("relative_reachability", "stepwise", beta=1.0)
+    r = env.penalized_rewards(pen)
+    Q = imp.value_iteration(env.mdp, r, env.horizon, 0.95, env.terminal)
+    # the first action: around the box (left), not the push down into the corner
+    assert np.argmax(Q[0, env.start]) == LEFT
+    plain = imp.value_iteration(env.mdp, env.mdp.rewards, env.horizon, 0.95, env.terminal)
+    assert np.argmax(plain[0, env.start]) == DOWN
+
+
 @pytest.mark.parametrize("name", ["box", "dog"])
 def test_q_learning_reaches_value_iteration_policy(name):
     env = imp.make(name)
     pen = imp.Penalty("relative_reachability", "stepwise", beta=1.0)
-    r = imp.penalized_rewards(env.mdp, env.start, pen, env.horizon, D=env.deviation_matrix(pen))
+    r = env.penalized_rewards(pen)
     Qv = imp.value_iteration(env.mdp, r, env.horizon, 0.95, env.terminal)
     Ql = imp.q_learning(env.mdp, r, env.start, env.horizon, 0.95, env.terminal, episodes=3000,
                         alpha=1.0, seed=0)     # deterministic world: alpha = 1 is exact

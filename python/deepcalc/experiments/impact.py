@@ -70,20 +70,15 @@ def add_arguments(parser):
 
 def _runs(env, measure, baselines, seed, episodes, D_cache):
     """One (measure, seed) on env: exact and learnt outcomes for every baseline."""
-    from ..impact import Penalty, penalized_rewards, q_learning, rollout, value_iteration
+    from ..impact import Penalty, q_learning, rollout, value_iteration
     out = []
     for baseline in baselines:
         pen = Penalty(measure, baseline, beta=BETAS[measure], gamma_r=GAMMA_R, seed=seed)
-        key = (measure, seed if measure in ("attainable_utility",) else None)
+        # the deviation matrix depends on the seed only through attainable utility's rewards
+        key = (measure, seed if measure == "attainable_utility" else None)
         if measure not in ("none", "aup") and key not in D_cache:
-            D_cache[key] = env.deviation_matrix(pen)
-        D = D_cache.get(key)
-        if measure == "aup":
-            from ..impact import penalty_terms
-            terms = penalty_terms(env.physical_mdp, int(env.physical_index[env.start]), pen, env.horizon)
-            r = env.mdp.rewards[None] - pen.beta * terms[:, env.physical_index]
-        else:
-            r = penalized_rewards(env.mdp, env.start, pen, env.horizon, D=D)
+            D_cache[key] = env.physical_deviation_matrix(pen)
+        r = env.penalized_rewards(pen, D_cache.get(key))
         Q = value_iteration(env.mdp, r, env.horizon, GAMMA, env.terminal)
         exact = env.evaluate(rollout(env.mdp, Q, env.start, env.horizon, env.terminal))
         Ql = q_learning(env.mdp, r, env.start, env.horizon, GAMMA, env.terminal, episodes=episodes,
@@ -223,7 +218,7 @@ def _figure(res, path):
 def _episodes_figure(out_dir):
     """The vase under relative reachability with the inaction and stepwise baselines, and the
     box with no penalty, drawn as frame strips."""
-    from ..impact import Penalty, environments, penalized_rewards, rollout, value_iteration
+    from ..impact import Penalty, environments, rollout, value_iteration
     from ..impact.render import render_ascii, render_png
     text = []
     paths = []
@@ -231,7 +226,7 @@ def _episodes_figure(out_dir):
                        ("vase", "relative_reachability", "stepwise_rollouts"), ("box", "none", "starting")):
         env = environments.make(name)
         pen = Penalty(m, b, beta=BETAS[m], gamma_r=GAMMA_R)
-        r = penalized_rewards(env.mdp, env.start, pen, env.horizon, D=None if m == "none" else env.deviation_matrix(pen))
+        r = env.penalized_rewards(pen)
         ep = rollout(env.mdp, value_iteration(env.mdp, r, env.horizon, GAMMA, env.terminal), env.start,
                      env.horizon, env.terminal)
         paths.append(render_png(env, ep, os.path.join(out_dir, f"episode_{name}_{m}_{b}.png"),

@@ -7,7 +7,7 @@ agents that learn under the penalties.
     d = dc.impact.relative_reachability(R, state, baseline_state)
     env = dc.impact.environments.make("box")
     pen = dc.impact.Penalty("relative_reachability", "stepwise_rollouts", beta=1.0)
-    r = dc.impact.penalized_rewards(env.mdp, env.start, pen, env.horizon)
+    r = env.penalized_rewards(pen)                     # (horizon, S, A): r - beta * d
     Q = dc.impact.agents.value_iteration(env.mdp, r, env.horizon, 0.95, env.terminal)
 
 Papers: Krakovna et al. 2019, "Penalizing side effects using stepwise relative reachability";

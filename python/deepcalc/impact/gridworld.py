@@ -135,13 +135,28 @@ class Environment:
     def n_states(self) -> int:
         return len(self.states)
 
-    def deviation_matrix(self, penalty, R=None) -> np.ndarray:
-        """(S, S) deviations d(s; s') of ``penalty``'s measure between the physical parts of
-        every pair of states (penalty.deviation_matrix on physical_mdp, spread back); R is the
-        physical MDP's reachability at penalty.gamma_r when precomputed."""
+    def physical_deviation_matrix(self, penalty, R=None) -> np.ndarray:
+        """The deviation matrix of ``penalty``'s measure on the physical world (penalty.
+        deviation_matrix on physical_mdp); R: its reachability at penalty.gamma_r, if known."""
         from .penalty import deviation_matrix
-        D = deviation_matrix(self.physical_mdp, penalty, R)
+        return deviation_matrix(self.physical_mdp, penalty, R)
+
+    def deviation_matrix(self, penalty, R=None) -> np.ndarray:
+        """(S, S) deviations d(s; s') between the physical parts of every pair of states."""
+        D = self.physical_deviation_matrix(penalty, R)
         return D[np.ix_(self.physical_index, self.physical_index)]
+
+    def penalty_terms(self, penalty, D=None) -> np.ndarray:
+        """(horizon, S, A) expected deviations of ``penalty`` for every step, state and action,
+        computed on the physical world (D: its physical_deviation_matrix, when cached)."""
+        from .penalty import penalty_terms
+        terms = penalty_terms(self.physical_mdp, int(self.physical_index[self.start]), penalty,
+                              self.horizon, D)
+        return terms[:, self.physical_index]
+
+    def penalized_rewards(self, penalty, D=None) -> np.ndarray:
+        """(horizon, S, A) observed reward - beta * penalty_terms: what a penalized agent maximizes."""
+        return self.mdp.rewards[None] - penalty.beta * self.penalty_terms(penalty, D)
 
     def reachable(self) -> np.ndarray:
         """(S, S) bool: y can be reached from x (undiscounted reachability > 0)."""
