@@ -20,9 +20,9 @@ DESCRIPTION = ("impact measures (unreachability, relative reachability, attainab
 
 MEASURES = ("none", "unreachability", "relative_reachability", "attainable_utility", "aup")
 BASELINES = ("starting", "inaction", "stepwise", "stepwise_rollouts")
-# Penalty weights: one per measure for every environment, chosen on the environments (see
-# docs/impact.md: the smallest of 0.3, 1, 3, 5, 10 with which the measure avoids the box side
-# effect under some baseline); beta is the one knob the papers also tune per measure.
+# Penalty weights, one per measure for every environment: 1 for the two reachability measures;
+# for attainable utility and AUP the smallest of 1, 3, 5, 10 with which the exact agent avoids
+# the box side effect under the stepwise baseline on seed 0 (docs/impact.md).  --beta changes them.
 BETAS = {"none": 0.0, "unreachability": 1.0, "relative_reachability": 1.0,
          "attainable_utility": 3.0, "aup": 5.0}
 GAMMA = 0.95          # the agent's discount
@@ -66,14 +66,27 @@ def add_arguments(parser):
     parser.add_argument("--episodes", type=int, default=None,
                         help="Q-learning episodes per run (default 4000, --quick 1500)")
     parser.add_argument("--envs", default=None, help="comma-separated environments (default all)")
+    parser.add_argument("--beta", action="append", default=[], metavar="MEASURE=VALUE",
+                        help="a penalty weight, e.g. relative_reachability=0.3 (repeatable)")
 
 
-def _runs(env, measure, baselines, seed, episodes, D_cache):
+def _betas(items):
+    betas = dict(BETAS)
+    for item in items:
+        name, _, value = item.partition("=")
+        if name not in BETAS or name == "none" or not value:
+            raise SystemExit(f"impact: --beta takes MEASURE=VALUE with MEASURE one of "
+                             f"{[m for m in BETAS if m != 'none']}, got {item!r}")
+        betas[name] = float(value)
+    return betas
+
+
+def _runs(env, measure, baselines, seed, episodes, D_cache, betas):
     """One (measure, seed) on env: exact and learnt outcomes for every baseline."""
     from ..impact import Penalty, q_learning, rollout, value_iteration
     out = []
     for baseline in baselines:
-        pen = Penalty(measure, baseline, beta=BETAS[measure], gamma_r=GAMMA_R, seed=seed)
+        pen = Penalty(measure, baseline, beta=betas[measure], gamma_r=GAMMA_R, seed=seed)
         # the deviation matrix depends on the seed only through attainable utility's rewards
         key = (measure, seed if measure == "attainable_utility" else None)
         if measure not in ("none", "aup") and key not in D_cache:
@@ -85,13 +98,14 @@ def _runs(env, measure, baselines, seed, episodes, D_cache):
                         alpha=0.5, eps_start=1.0, eps_end=0.05, q_init=Q_INIT, seed=seed)
         learnt = env.evaluate(rollout(env.mdp, Ql, env.start, env.horizon, env.terminal))
         out.append({"env": env.name, "measure": measure, "baseline": baseline, "seed": seed,
-                    "beta": BETAS[measure], "exact": exact, "q_learning": learnt})
+                    "beta": betas[measure], "exact": exact, "q_learning": learnt})
     return out
 
 
 def run(quick: bool = False, seeds: int | None = None, episodes: int | None = None,
-        envs=None, seed0: int = 0) -> dict:
+        envs=None, seed0: int = 0, betas=None) -> dict:
     """Every environment x measure x baseline over seeds; returns the results dictionary."""
+    betas = dict(BETAS if betas is None else betas)
     from ..impact import environments
     seeds = seeds or (2 if quick else 5)
     episodes = episodes or (1500 if quick else 4000)
@@ -104,11 +118,11 @@ def run(quick: bool = False, seeds: int | None = None, episodes: int | None = No
             for m in MEASURES:
                 # no penalty is the same under every baseline; AUP's baseline is built in
                 bl = ("starting",) if m == "none" else ("stepwise",) if m == "aup" else BASELINES
-                runs.extend(_runs(env, m, bl, s, episodes, D_cache))
+                runs.extend(_runs(env, m, bl, s, episodes, D_cache, betas))
     seconds = time.perf_counter() - t0
     summary = _summarize(runs)
     return {"config": {"seeds": seeds, "episodes": episodes, "gamma": GAMMA, "gamma_r": GAMMA_R,
-                       "betas": BETAS, "quick": quick, "horizon": 20},
+                       "betas": betas, "quick": quick, "horizon": 20},
             "seconds": seconds, "runs": runs, "summary": summary,
             "claims": _compare(summary)}
 
@@ -157,7 +171,7 @@ def _markdown(res):
     s = res["summary"]
     lines = ["# Side-effect penalties on gridworlds", "",
              f"{res['config']['seeds']} seeds, Q-learning {res['config']['episodes']} episodes, "
-             f"horizon 20, gamma {GAMMA}, gamma_r {GAMMA_R}, betas {BETAS}; "
+             f"horizon 20, gamma {GAMMA}, gamma_r {GAMMA_R}, betas {res['config']['betas']}; "
              f"{res['seconds']:.1f} s.", "",
              "Cells: G goal reached, S side effect, O offsetting, I interference (a fraction when "
              "not every seed agrees); `exact / q-learning`; '-' none of them.", "",
@@ -215,7 +229,7 @@ def _figure(res, path):
     os.replace(tmp, path)
 
 
-def _episodes_figure(out_dir):
+def _episodes_figure(out_dir, betas):
     """The vase under relative reachability with the inaction and stepwise baselines, and the
     box with no penalty, drawn as frame strips."""
     from ..impact import Penalty, environments, rollout, value_iteration
@@ -225,7 +239,7 @@ def _episodes_figure(out_dir):
     for name, m, b in (("vase", "relative_reachability", "inaction"),
                        ("vase", "relative_reachability", "stepwise_rollouts"), ("box", "none", "starting")):
         env = environments.make(name)
-        pen = Penalty(m, b, beta=BETAS[m], gamma_r=GAMMA_R)
+        pen = Penalty(m, b, beta=betas[m], gamma_r=GAMMA_R)
         r = env.penalized_rewards(pen)
         ep = rollout(env.mdp, value_iteration(env.mdp, r, env.horizon, GAMMA, env.terminal), env.start,
                      env.horizon, env.terminal)
@@ -247,15 +261,16 @@ def main(args) -> int:
     envs = getattr(args, "envs", None)
     res = run(quick=args.quick, seeds=getattr(args, "seeds", None),
               episodes=getattr(args, "episodes", None), seed0=args.seed,
-              envs=envs.split(",") if envs else None)
+              envs=envs.split(",") if envs else None, betas=_betas(getattr(args, "beta", [])))
     _write(os.path.join(args.out, "results.json"), json.dumps(res, indent=1))
-    paths, episodes_md = _episodes_figure(args.out)
+    paths, episodes_md = _episodes_figure(args.out, res["config"]["betas"])
     _write(os.path.join(args.out, "results.md"), _markdown(res) + "\n# Episodes (exact policy)\n\n" + episodes_md)
     try:
         _figure(res, os.path.join(args.out, "impact.png"))
     except ImportError:
         print("impact: matplotlib missing, no figure")
-    agree = sum(bool(c["agree"]["exact"]) for c in res["claims"])
+    covered = [c["agree"]["exact"] for c in res["claims"] if c["agree"]["exact"] is not None]
     print(f"impact: {len(res['runs'])} runs in {res['seconds']:.1f} s; exact policies agree with "
-          f"{agree} of {len(res['claims'])} claims of the papers; wrote {args.out}/results.md")
+          f"{sum(covered)} of the {len(covered)} claims of the papers these environments test; "
+          f"wrote {args.out}/results.md")
     return 0
