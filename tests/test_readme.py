@@ -5,9 +5,12 @@ import re
 import pytest
 
 README = os.path.join(os.path.dirname(__file__), "..", "README.md")
-BLOCKS = re.findall(r"```python\n(.*?)```", open(README).read(), re.S)
+# tools/wheel_smoke.sh runs a copy of tests/ against the installed wheel, with no README beside
+HAVE_README = os.path.exists(README)
+BLOCKS = re.findall(r"```python\n(.*?)```", open(README).read(), re.S) if HAVE_README else []
 
 
+@pytest.mark.skipif(not HAVE_README, reason="no README.md beside tests/ (a copied test tree)")
 def test_the_readme_has_examples():
     assert len(BLOCKS) >= 3
 
