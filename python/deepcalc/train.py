@@ -227,7 +227,8 @@ def _load_checkpoint(path, model, optimizer, scheduler, train, rank=None):
 
 def fit(model, loss_fn, optimizer, train, val=None, epochs: int = 1, callbacks=(),
         checkpoint_dir=None, resume: bool = False, scheduler=None, progress: bool = True,
-        max_grad_norm: float | None = None, distributed: bool = False) -> History:
+        max_grad_norm: float | None = None, distributed: bool = False,
+        regularizer=None) -> History:
     """Train ``model`` for ``epochs`` passes over ``train`` (a DataLoader of (x, y) batches).
 
     Each step: forward, ``loss_fn(output, y)``, backward, optional gradient clipping
@@ -240,6 +241,9 @@ def fit(model, loss_fn, optimizer, train, val=None, epochs: int = 1, callbacks=(
     training loader must draw from a ``DistributedSampler`` (resharded each epoch), metrics
     are averaged over all ranks' samples, rank 0 alone shows the progress bar and writes the
     checkpoint (after a barrier), and an exception on one rank stops every rank.
+    ``regularizer(model, x)`` (e.g. ``dc.regularize.JacobianRegularizer``) is a scalar penalty
+    added to each step's loss before backward; its per-sample mean is logged as 'penalty'
+    ('loss' stays the data loss; under ``distributed`` the penalty logged is this rank's).
     Returns the ``History`` of per-epoch metrics ('loss', 'accuracy', 'val_loss', ...)."""
     if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
         raise ValueError(f"fit: epochs must be an integer >= 0, got {epochs!r}")
@@ -256,6 +260,9 @@ def fit(model, loss_fn, optimizer, train, val=None, epochs: int = 1, callbacks=(
             max_grad_norm, (int, float, np.integer, np.floating)) or not max_grad_norm > 0):
         raise ValueError(f"fit: max_grad_norm must be a number > 0 or None, got "
                          f"{max_grad_norm!r}")
+    if regularizer is not None and not callable(regularizer):
+        raise TypeError(f"fit: regularizer must be callable as regularizer(model, x), got "
+                        f"{type(regularizer).__name__}")
     if resume and not checkpoint_dir:
         raise ValueError("fit: resume=True needs the checkpoint_dir to resume from")
     callbacks = list(callbacks)
@@ -296,7 +303,7 @@ def fit(model, loss_fn, optimizer, train, val=None, epochs: int = 1, callbacks=(
             if world is not None:
                 dist.set_epoch(epoch, [train] + ([val] if val is not None else []))
             logs = _train_epoch(model, loss_fn, optimizer, train, epoch, bar, max_grad_norm,
-                                step_hooks, reduce)
+                                step_hooks, reduce, regularizer)
             if scheduler is not None:
                 scheduler.step()
             if val is not None:
@@ -332,10 +339,11 @@ def fit(model, loss_fn, optimizer, train, val=None, epochs: int = 1, callbacks=(
 
 
 def _train_epoch(model, loss_fn, optimizer, train, epoch, bar, max_grad_norm,
-                 step_hooks=((), ()), reduce=None):
+                 step_hooks=((), ()), reduce=None, regularizer=None):
     after_backward, step_end = step_hooks
     model.train()
     total, n, correct, has_acc = 0.0, 0, 0, True
+    pen_total = 0.0
     t0 = time.perf_counter()
     for step, (x, y) in enumerate(train):
         _check_batch(x, epoch, step)
@@ -346,6 +354,14 @@ def _train_epoch(model, loss_fn, optimizer, train, epoch, bar, max_grad_norm,
             raise FloatingPointError(f"fit: the loss is {value} at epoch {epoch}, step {step}; "
                                      "lower the learning rate or check the data")
         optimizer.zero_grad()
+        if regularizer is not None:
+            penalty = regularizer(model, x)
+            pen_value = float(penalty.item())
+            if not math.isfinite(pen_value):
+                raise FloatingPointError(f"fit: the regularizer's penalty is {pen_value} at epoch "
+                                         f"{epoch}, step {step}")
+            pen_total += pen_value * out.shape[0]
+            loss = loss + penalty
         loss.backward()
         for hook in after_backward:
             hook(epoch, step, model)
@@ -370,4 +386,6 @@ def _train_epoch(model, loss_fn, optimizer, train, epoch, bar, max_grad_norm,
     logs = {"loss": total / n, "time": time.perf_counter() - t0}
     if has_acc:
         logs["accuracy"] = correct / n
+    if regularizer is not None:
+        logs["penalty"] = pen_total / n
     return logs
