@@ -31,6 +31,9 @@ def _build_parser():
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--momentum", type=float, default=0.9, help="for sgd / rmsprop")
     t.add_argument("--weight-decay", type=float, default=0.0)
+    t.add_argument("--jacobian-reg", type=float, default=0.0, metavar="LAMBDA",
+                   help="Jacobian regularization: add LAMBDA/2 * mean ||J(x)||_F^2 (one random "
+                        "projection per sample, dc.regularize.JacobianRegularizer)")
     t.add_argument("--batch-size", type=int, default=32)
     t.add_argument("--label-smoothing", type=float, default=0.1,
                    help="cross-entropy label smoothing (classification)")
@@ -143,7 +146,8 @@ def train_command(args) -> int:
     t0 = time.perf_counter()
     history = fit(model, loss_fn, opt, train_loader, val=test_loader, epochs=args.epochs,
                   checkpoint_dir=args.out, resume=args.resume, scheduler=sched,
-                  progress=not args.no_progress, distributed=distributed)
+                  progress=not args.no_progress, distributed=distributed,
+                  regularizer=_jacobian_regularizer(args))
     seconds = time.perf_counter() - t0
     final = evaluate(model, loss_fn, test_loader)
     if not main_rank:
@@ -160,6 +164,14 @@ def train_command(args) -> int:
     print(f"wrote {args.out}/last.safetensors, {args.out}/metrics.json" +
           (f", {png}" if png else " (install deepcalc[plot] for curves.png)"))
     return 0
+
+
+def _jacobian_regularizer(args):
+    """The --jacobian-reg penalty (None when 0)."""
+    if not args.jacobian_reg:
+        return None
+    from .regularize import JacobianRegularizer
+    return JacobianRegularizer(args.jacobian_reg)
 
 
 def _distributed(args):
