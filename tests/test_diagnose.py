@@ -94,7 +94,7 @@ def test_monitor_matches_hand_computed_products(rng):
 def test_monitor_dead_relus_every_and_context_manager(rng):
     net = dc.nn.Sequential(dc.nn.Linear(3, 4, dtype=np.float64), dc.nn.ReLU(),
                            dc.nn.Linear(4, 1, dtype=np.float64))
-    lin = net[0] if hasattr(net, "__getitem__") else list(net.children())[0]
+    lin = net[0]
     lin.weight.data[...] = np.array([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, 0, 0]], float)
     lin.bias.data[...] = np.array([0, 0, 0, -1.0])
     x = np.abs(rng.standard_normal((6, 3))) + 0.1   # unit 1 (-x0) and unit 3 (-1) never fire

@@ -106,12 +106,13 @@ class GradientMonitor(Callback):
 
     @staticmethod
     def _activation_stats(module, a: np.ndarray):
-        a64 = a.astype(np.float64, copy=False)
+        """(mean, std, dead fraction or None) of a module's output, accumulated in float64."""
+        if a.size == 0:
+            return float("nan"), float("nan"), None
         dead = None
-        if _is_relu_output(module) and a.ndim >= 2 and a.shape[0] > 0:
-            dead = float(np.mean(np.all(a.reshape(a.shape[0], -1) == 0, axis=0)))
-        return float(a64.mean()) if a.size else float("nan"), \
-            float(a64.std()) if a.size else float("nan"), dead
+        if _is_relu_output(module) and a.ndim >= 2:
+            dead = float(np.mean(~np.any(a.reshape(a.shape[0], -1), axis=0)))
+        return float(a.mean(dtype=np.float64)), float(a.std(dtype=np.float64)), dead
 
     def _open(self):
         """Start the record of this step, or None when this step is not recorded."""

@@ -24,6 +24,7 @@ def save_figure(fig, path) -> str:
     plt = _pyplot()
     path = os.fspath(path)
     tmp = f"{path}.tmp.png"
+    fig.tight_layout()            # titles of stacked panels clear the axis labels above them
     fig.savefig(tmp, dpi=110, bbox_inches="tight")
     plt.close(fig)
     os.replace(tmp, path)

@@ -49,6 +49,14 @@ def _example_jacobian(fn, a: Tensor, i: int, coupled: bool) -> np.ndarray:
     return np.asarray(J[:, 0, :], np.float64)
 
 
+def _singular_values(J: np.ndarray) -> np.ndarray:
+    """Descending singular values; all NaN when J holds NaN or Inf (an overflowed network has
+    no spectrum to report, and the NaN says so)."""
+    if not np.isfinite(J).all():
+        return np.full(min(J.shape), np.nan)
+    return np.linalg.svd(J, compute_uv=False)
+
+
 def _default_layers(op, model):
     if isinstance(model, (Sequential, MLP)):
         return list(model.named_children())
@@ -69,7 +77,8 @@ def jacobian_spectrum(model, x, layers=None, examples: int = 4) -> dict:
     Returns {'singular_values': (E, k) array, descending, of the full Jacobian;
     'layers': {name: (E, k_l) array}; 'isometry_gap': the mean over examples of
     sqrt(mean(log(s)^2)) of the full Jacobian (0 for an isometry; inf if a singular value is 0);
-    'log10_max', 'log10_min': of the full Jacobian's singular values, averaged over examples}."""
+    'log10_max', 'log10_min': of the full Jacobian's singular values, averaged over examples}.
+    An example whose Jacobian is not finite (the network overflowed) has NaN singular values."""
     op = "jacobian_spectrum"
     if not isinstance(model, Module):
         raise TypeError(f"{op}: model must be a dc.nn.Module, got {type(model).__name__}")
@@ -84,8 +93,7 @@ def jacobian_spectrum(model, x, layers=None, examples: int = 4) -> dict:
     E = min(int(examples), x.shape[0])
     frozen = Frozen(model)
     try:
-        full = [np.linalg.svd(_example_jacobian(model, x, i, coupled), compute_uv=False)
-                for i in range(E)]
+        full = [_singular_values(_example_jacobian(model, x, i, coupled)) for i in range(E)]
         per_layer = {}
         if layers:
             frozen.reset()
@@ -102,8 +110,8 @@ def jacobian_spectrum(model, x, layers=None, examples: int = 4) -> dict:
                                  "applies, in order")
             for (name, m), a in zip(layers, acts[:-1]):
                 frozen.reset()
-                per_layer[name] = np.stack([np.linalg.svd(
-                    _example_jacobian(m, a, i, coupled), compute_uv=False) for i in range(E)])
+                per_layer[name] = np.stack([_singular_values(_example_jacobian(m, a, i, coupled))
+                                            for i in range(E)])
     finally:
         frozen.restore()
     s = np.stack(full)

@@ -140,7 +140,8 @@ def train_run(variant, data, depth, width, lr, steps, measure_every, seed, batch
     with dc.no_grad():
         out = model(dc.tensor(x_all)).data
     acc = float((out.argmax(1) == y_all).mean()) if np.isfinite(out).all() else 0.0
-    return {"variant": variant, "lr": lr, "losses": losses, "diverged": diverged,
+    return {"variant": variant, "lr": lr, "classes": classes, "losses": losses,
+            "diverged": diverged,
             "final_loss": float(np.mean(losses[-20:])) if losses and not diverged
             else float("nan"), "train_accuracy": 0.0 if diverged else acc, "points": points,
             "layers": linear, "seconds_training": t_train, "seconds_measuring": t_measure,
@@ -158,6 +159,12 @@ def _median(points, key, reduce_layers=True):
     vals = np.asarray(vals)
     vals = vals[np.isfinite(vals)]
     return float(np.median(vals)) if vals.size else float("nan")
+
+
+def _trains(r) -> bool:
+    """Training accuracy at least halfway from chance (1 / classes) to 1."""
+    chance = 1.0 / r["classes"]
+    return not r["diverged"] and r["train_accuracy"] >= chance + 0.5 * (1 - chance)
 
 
 def check_claims(runs) -> list[dict]:
@@ -199,8 +206,11 @@ def check_claims(runs) -> list[dict]:
     for variant, what in (("noisy_batchnorm", "the library's default noise, std 1-2"),
                           ("noisy_batchnorm_mild", "mild noise, std 0.1-0.3")):
         add(f"noisy BatchNorm ({what}) still trains better than standard",
-            "Fig. 2: injected covariate shift barely hurts; noisy BN still beats standard",
-            per_setting(lambda v, variant=variant: loss_of(v[variant]) < loss_of(v["standard"])),
+            "Fig. 2: injected covariate shift barely hurts; noisy BN still beats standard "
+            "(here: it trains, i.e. accuracy at least halfway from chance to 1, and ends below "
+            "the standard network's loss)",
+            per_setting(lambda v, variant=variant: _trains(v[variant])
+                        and loss_of(v[variant]) < loss_of(v["standard"])),
             per_setting(lambda v, variant=variant: f"final loss noisy {loss_of(v[variant]):.3g}, "
                                                    f"BN {loss_of(v['batchnorm']):.3g}, standard "
                                                    f"{loss_of(v['standard']):.3g}"))
@@ -327,6 +337,7 @@ def _run(out, quick, seed, depth, width, steps, measure_every, lrs, datasets):
                 pts = r["points"]
                 rows.append([d, f"{lr:g}", v, "yes" if r["diverged"] else "no", r["final_loss"],
                              r["train_accuracy"], _median(pts, "ics_l2"),
+                             _median(pts, "ics_relative"),
                              _median(pts, "ics_cosine"), _median(pts, "loss_range"),
                              _median(pts, "gradient_change"), _median(pts, "beta_smoothness")])
     t_train = sum(r["seconds_training"] for d in runs for lr in runs[d]
@@ -349,7 +360,9 @@ def _run(out, quick, seed, depth, width, steps, measure_every, lrs, datasets):
           f"steps along the gradient eta = lr x {list(ETA_FACTORS)}). Medians over the "
           "measurements (and over layers for ICS).", "",
           markdown_table(["data", "lr", "variant", "diverged", "final loss", "train acc",
-                          "ICS l2", "ICS cos", "loss range", "grad change", "beta"], rows),
+                          "ICS l2", "ICS l2 / ||G||", "ICS cos", "loss range", "grad change",
+                          "beta"], rows),
+          "A diverged run's medians cover its measurements before it diverged.", "",
           "## The paper's claims here", ""]
     for c in claims:
         md.append(f"- **{c['claim']}** ({c['paper']}): **{c['verdict']}** "

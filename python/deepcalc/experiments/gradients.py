@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 
 import numpy as np
@@ -59,12 +60,17 @@ def _linear_layers(model):
     return [m for m in model.modules() if isinstance(m, dc.nn.Linear)]
 
 
+def _norm(a) -> float:
+    """||a|| in float64 (a float32 gradient of 1e20 has a norm; its square overflows)."""
+    return float(np.linalg.norm(np.asarray(a, np.float64).ravel()))
+
+
 def _weight_grad_norms(model, loss_fn, x, y):
     import deepcalc as dc
     model.zero_grad()
     loss = loss_fn(model(dc.tensor(x)), y)
     loss.backward()
-    return float(loss.item()), [float(np.linalg.norm(l.weight.grad.data))
+    return float(loss.item()), [_norm(l.weight.grad.data)
                                 if l.weight.grad is not None else 0.0
                                 for l in _linear_layers(model)]
 
@@ -106,7 +112,7 @@ def run_config(depth, width, activation, init, batchnorm, data, steps, lr, seed,
         opt.zero_grad()
         loss.backward()
         if step in at:
-            during[step] = [float(np.linalg.norm(l.weight.grad.data))
+            during[step] = [_norm(l.weight.grad.data)
                             for l in _linear_layers(model)]
         opt.step()
     acc = 0.0 if diverged else _accuracy(model, xtr, ytr)
@@ -266,20 +272,20 @@ def _find(rows, depth, width, act, init, bn):
 
 def run(out, quick=False, seed=0, depths=None, widths=None, steps=None, lr=0.01,
         activations=ACTIVATIONS, inits=INITS, linear_depths=None, linear_width=None,
-        linear_draws=None, threads=1):
+        linear_draws=None, threads=1, progress=False):
     """The grid and the deep linear theory; writes the figures, results.md and results.json."""
     import deepcalc as dc
     previous = dc.get_num_threads()
     dc.set_num_threads(threads)
     try:
         return _run(out, quick, seed, depths, widths, steps, lr, activations, inits,
-                    linear_depths, linear_width, linear_draws)
+                    linear_depths, linear_width, linear_draws, progress)
     finally:
         dc.set_num_threads(previous)
 
 
 def _run(out, quick, seed, depths, widths, steps, lr, activations, inits, linear_depths,
-         linear_width, linear_draws):
+         linear_width, linear_draws, progress):
     from deepcalc.diagnose.report import markdown_table, write_json, write_text
     t0 = time.perf_counter()
     os.makedirs(out, exist_ok=True)
@@ -288,13 +294,21 @@ def _run(out, quick, seed, depths, widths, steps, lr, activations, inits, linear
     steps = 40 if quick and steps is None else (steps if steps is not None else 150)
     data = _load_data()
     rows = []
-    for depth in depths:
-        for width in widths:
-            for act in activations:
-                for init in inits:
-                    for bn in (False, True):
-                        rows.append(run_config(depth, width, act, init, bn, data, steps, lr,
-                                               seed))
+    # configurations that explode overflow float32 on purpose: their inf / NaN are recorded
+    # (as "inf" / "nan" in results.json), NumPy's overflow warnings are not printed
+    with np.errstate(over="ignore", invalid="ignore"):
+        for depth in depths:
+            for width in widths:
+                for act in activations:
+                    for init in inits:
+                        for bn in (False, True):
+                            rows.append(run_config(depth, width, act, init, bn, data, steps,
+                                                   lr, seed))
+                            if progress:
+                                r = rows[-1]
+                                print(f"depth {depth} width {width} {act}/{init}"
+                                      f"{' +BN' if bn else ''}: train accuracy "
+                                      f"{r['train_accuracy']:.2f}", file=sys.stderr, flush=True)
     linear_depths = list(linear_depths or ((1, 2, 5, 10, 20) if quick else
                                            (1, 2, 5, 10, 20, 30, 40, 50)))
     linear = deep_linear_theory(linear_depths, linear_width or (64 if quick else 128),
@@ -339,7 +353,8 @@ def _findings(rows, linear, depths):
         ok = sum(r["trains"] for r in tr)
         deep = [r for r in tr if r["depth"] == D]
         f.append(f"{'with' if bn else 'without'} BatchNorm: {ok}/{len(tr)} configurations train; "
-                 f"at depth {D}: {sum(r['trains'] for r in deep)}/{len(deep)} ("
+                 f"at depth {D}: {sum(r['trains'] for r in deep)}/{len(deep)} (act/init that "
+                 "train at some width: "
                  + ", ".join(sorted({f"{r['activation']}/{r['init']}" for r in deep
                                      if r["trains"]})) + ")")
     for act in ACTIVATIONS:
@@ -348,10 +363,14 @@ def _findings(rows, linear, depths):
                                           r["batchnorm"]) == (D, act, init, False)), None)
             if r is None:
                 continue
-            g = np.asarray(r["grad_norms_init"])
-            ratio = g[0] / g[-1] if g[-1] > 0 else float("inf")
-            kind = "vanish toward the input" if ratio < 1e-2 else \
-                "explode toward the input" if ratio > 1e2 else "stay within 100x across layers"
+            g = np.asarray(r["grad_norms_init"], dtype=np.float64)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = g[0] / g[-1]
+            kind = "overflow (NaN/Inf)" if not np.isfinite(g).all() else \
+                "vanish toward the input" if ratio < 1e-2 else \
+                "explode toward the input" if ratio > 1e2 else \
+                "are below 1e-4 in every layer" if g.max() < 1e-4 else \
+                "stay within 100x across layers"
             f.append(f"{act}/{init}, depth {D}, no BN: ||g_1|| = {g[0]:.2g}, ||g_L|| = "
                      f"{g[-1]:.2g}, ratio {ratio:.2g} (gradients {kind}); Jacobian log10 s in [{r['jacobian_log10_min']:.2g}, "
                      f"{r['jacobian_log10_max']:.2g}]; {'trains' if r['trains'] else 'does not train'}")
@@ -365,7 +384,8 @@ def _findings(rows, linear, depths):
 def main(args) -> int:
     parse = (lambda s: [int(v) for v in s.split(",")] if s else None)
     res = run(args.out, quick=args.quick, seed=args.seed, depths=parse(args.depths),
-              widths=parse(args.widths), steps=args.steps, lr=args.lr, threads=args.threads)
+              widths=parse(args.widths), steps=args.steps, lr=args.lr, threads=args.threads,
+              progress=True)
     for line in res["findings"]:
         print(line)
     print(f"wrote {args.out}/results.md, results.json and {len(res['figures'])} figures "
