@@ -3,6 +3,8 @@ ratio of every parameter, and the mean, standard deviation and dead-ReLU fractio
 monitored module's output; a ``fit`` callback and a context manager for hand-written loops."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..autodiff.graph import is_grad_enabled
@@ -11,6 +13,12 @@ from ..nn.module import Module
 from ..train import Callback
 
 METRICS = ("grad_norm", "weight_norm", "update_ratio", "act_mean", "act_std", "dead_fraction")
+
+
+def _norm(a: np.ndarray) -> float:
+    """The 2-norm of all of ``a`` (einsum: no temporary, no BLAS thread pool); NaN stays NaN."""
+    flat = np.ascontiguousarray(a).reshape(-1)
+    return math.sqrt(float(np.einsum("i,i", flat, flat)))
 
 
 def _is_relu_output(m) -> bool:
@@ -106,13 +114,16 @@ class GradientMonitor(Callback):
 
     @staticmethod
     def _activation_stats(module, a: np.ndarray):
-        """(mean, std, dead fraction or None) of a module's output, accumulated in float64."""
+        """(mean, std, dead fraction or None) of a module's output: the mean summed in float64,
+        the std from the centred values (two passes, no cancellation)."""
         if a.size == 0:
             return float("nan"), float("nan"), None
         dead = None
         if _is_relu_output(module) and a.ndim >= 2:
             dead = float(np.mean(~np.any(a.reshape(a.shape[0], -1), axis=0)))
-        return float(a.mean(dtype=np.float64)), float(a.std(dtype=np.float64)), dead
+        flat = a.reshape(-1)
+        mean = float(np.add.reduce(flat, dtype=np.float64)) / flat.size
+        return mean, _norm(flat - flat.dtype.type(mean)) / math.sqrt(flat.size), dead
 
     def _open(self):
         """Start the record of this step, or None when this step is not recorded."""
@@ -123,8 +134,7 @@ class GradientMonitor(Callback):
 
     def _capture(self, record, name, p):
         if p.grad is not None:
-            g = np.asarray(p.grad.data)
-            record["grad"][name] = float(np.sqrt(np.vdot(g, g).real))
+            record["grad"][name] = _norm(p.grad.data)
         record["before"][name] = p.data.copy()
 
     def _close(self, record, epoch):
@@ -133,10 +143,10 @@ class GradientMonitor(Callback):
             if name not in record["before"]:
                 continue
             before = record["before"][name]
-            nb = float(np.linalg.norm(before.ravel()))
+            nb = _norm(before)
             self._append(f"grad_norm/{name}", record["grad"].get(name, float("nan")))
             self._append(f"weight_norm/{name}", nb)
-            du = float(np.linalg.norm((params[name].data - before).ravel()))
+            du = _norm(params[name].data - before)
             self._append(f"update_ratio/{name}", du / nb if nb > 0 else float("nan"))
         for name, (mean, std, dead) in record["acts"].items():
             self._append(f"act_mean/{name}", mean)
