@@ -22,7 +22,8 @@ namespace deepcalc {
 //                      zbar_l = a2_l * sum_p (dbar_l * g_l)          (0 for relu and none)
 //   forward adjoint    zt_l = zbar_l + (zt_{l+1} W_{l+1}) * a_l;  dW_l += zt_l^T h_{l-1},
 //                      db_l = sum_i zt_l          (b enters J only through a_l: 0 for relu)
-// Every pass reuses the forward's activations h_l and a_l; NaN propagates as through the ops.
+// Every pass reuses the forward's activations h_l and a_l (computed here, or the caller's:
+// fwd_y below); NaN propagates as through the ops.
 template <typename T>
 struct JacobianPenaltyParams {
   int64_t B = 0, P = 0, L = 0;
@@ -32,6 +33,10 @@ struct JacobianPenaltyParams {
   const Activation* act = nullptr;  // L activations
   const T* x = nullptr;
   const T* v = nullptr;
+  // The forward's activations, when the caller has them (else null and computed here):
+  // fwd_y[l] (B, d_{l+1}) the outputs of layer l; fwd_z[l] its preactivation (gelu layers only).
+  const T* const* fwd_y = nullptr;
+  const T* const* fwd_z = nullptr;
   T scale = 1;
   T* u = nullptr;
   T* sq = nullptr;

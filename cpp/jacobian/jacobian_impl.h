@@ -27,17 +27,40 @@ inline T act_second_derivative(T s, Activation act) {
 
 inline bool smooth(Activation a) { return a == Activation::Tanh || a == Activation::Sigmoid || a == Activation::GELU; }
 
-// c = op(a) op(b) (+ c when accumulate): a row-major (m, k) or (k, m) if ta; b (k, n) or (n, k) if tb.
+// c = alpha op(a) op(b) (+ c when accumulate): a row-major (m, k) or (k, m) if ta; b (k, n) or
+// (n, k) if tb.
 template <typename T>
 void mm(gemm_fn<T> gemm, int64_t m, int64_t n, int64_t k, const T* a, bool ta, const T* b, bool tb,
-        T* c, bool accumulate, int threads) {
+        T* c, bool accumulate, int threads, T alpha = T(1)) {
   GemmParams<T> g;
   g.m = m, g.n = n, g.k = k;
   g.a = a, g.lda = ta ? m : k, g.trans_a = ta;
   g.b = b, g.ldb = tb ? k : n, g.trans_b = tb;
-  g.c = c, g.ldc = n, g.beta = accumulate ? T(1) : T(0);
+  g.c = c, g.ldc = n, g.alpha = alpha, g.beta = accumulate ? T(1) : T(0);
   gemm(g, threads);
 }
+
+// Uninitialized scratch carved from one per-thread block that only grows: the passes need
+// ~(4 + 3P) B * sum(widths) values a call, and fresh zeroed vectors cost more than the
+// element-wise passes that fill them. Each thread (Python threads release the GIL) has its own.
+template <typename T>
+class Arena {
+ public:
+  explicit Arena(int64_t total) {
+    static thread_local std::vector<T> block;
+    if (int64_t(block.size()) < total) block.resize(total);
+    base_ = block.data();
+  }
+  T* take(int64_t n) {
+    T* p = base_ + used_;
+    used_ += n;
+    return p;
+  }
+
+ private:
+  T* base_ = nullptr;
+  int64_t used_ = 0;
+};
 
 // out[r, j] = in[r, j] * a[r % B, j] over P*B rows of width d.
 template <typename T>
@@ -56,44 +79,51 @@ template <typename T>
 void run(const JacobianPenaltyParams<T>& p, gemm_fn<T> gemm, int threads) {
   const int64_t B = p.B, P = p.P, L = p.L, R = P * B;
   const int64_t* d = p.dims;
-  int64_t dmax = 0;
-  for (int64_t l = 0; l <= L; ++l) dmax = std::max(dmax, d[l]);
-  // forward: h[l] (B, d_l) for l = 1..L; a[l] = act'(z_l), a2[l] = act''(z_l) (smooth layers)
-  std::vector<std::vector<T>> h(L + 1), a(L + 1), a2(L + 1);
+  int64_t dmax = 0, dsum = 0;
+  for (int64_t l = 0; l <= L; ++l) dmax = std::max(dmax, d[l]), dsum += d[l];
+  Arena<T> arena(B * dsum * 5 + R * dsum * 2 + R * dmax * 3 + B * dmax * 2);
+  // forward: h[l] (B, d_l) for l = 1..L (the caller's when given); a[l] = act'(z_l) and
+  // a2[l] = act''(z_l) for smooth layers, from the saved operand (y, or z for gelu)
+  std::vector<const T*> h(L + 1, nullptr);
+  std::vector<T*> a(L + 1, nullptr), a2(L + 1, nullptr);
+  h[0] = p.x;
   for (int64_t l = 1; l <= L; ++l) {
     const Activation act = p.act[l - 1];
-    h[l].resize(B * d[l]);
-    std::vector<T> z(act == Activation::GELU ? B * d[l] : 0);
-    GemmParams<T> g;
-    g.m = B, g.n = d[l], g.k = d[l - 1];
-    g.a = l == 1 ? p.x : h[l - 1].data(), g.lda = d[l - 1];
-    g.b = p.w[l - 1], g.ldb = d[l - 1], g.trans_b = true;
-    g.c = h[l].data(), g.ldc = d[l], g.bias = p.b[l - 1], g.act = act;
-    if (!z.empty()) g.preact = z.data(), g.ldz = d[l];
-    gemm(g, threads);
-    const T* s = z.empty() ? h[l].data() : z.data();
-    a[l].resize(B * d[l]);
-    if (smooth(act)) a2[l].resize(B * d[l]);
+    const T* s = nullptr;
+    if (p.fwd_y) {
+      h[l] = p.fwd_y[l - 1];
+      s = act == Activation::GELU ? p.fwd_z[l - 1] : h[l];
+    } else {
+      T* y = arena.take(B * d[l]);
+      T* z = act == Activation::GELU ? arena.take(B * d[l]) : nullptr;
+      GemmParams<T> g;
+      g.m = B, g.n = d[l], g.k = d[l - 1];
+      g.a = h[l - 1], g.lda = d[l - 1];
+      g.b = p.w[l - 1], g.ldb = d[l - 1], g.trans_b = true;
+      g.c = y, g.ldc = d[l], g.bias = p.b[l - 1], g.act = act;
+      if (z) g.preact = z, g.ldz = d[l];
+      gemm(g, threads);
+      h[l] = y;
+      s = z ? z : y;
+    }
+    T* al = a[l] = arena.take(B * d[l]);
+    T* a2l = a2[l] = smooth(act) ? arena.take(B * d[l]) : nullptr;
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t e = 0; e < B * d[l]; ++e) {
-      a[l][e] = act_derivative(s[e], act);
-      if (!a2[l].empty()) a2[l][e] = act_second_derivative(s[e], act);
+      al[e] = act_derivative(s[e], act);
+      if (a2l) a2l[e] = act_second_derivative(s[e], act);
     }
   }
-  // projection chain: delta[l] (R, d_l); gproj[l] = g_l kept for smooth layers below the top
-  std::vector<std::vector<T>> delta(L + 1), gproj(L + 1);
-  std::vector<T> gtmp;
+  // projection chain: delta[l] (R, d_l); g_{l-1} kept in gproj[l-1] where layer l-1 is smooth
+  std::vector<T*> delta(L + 1, nullptr), gproj(L + 1, nullptr);
+  T* gtmp = arena.take(R * dmax);
   const T* g = p.v;
   for (int64_t l = L; l >= 1; --l) {
-    delta[l].resize(R * d[l]);
-    rows_times(g, a[l].data(), delta[l].data(), P, B, d[l], threads);
+    delta[l] = arena.take(R * d[l]);
+    rows_times(g, a[l], delta[l], P, B, d[l], threads);
     T* out = p.u;
-    if (l > 1) {
-      std::vector<T>& dst = smooth(p.act[l - 2]) ? gproj[l - 1] : gtmp;
-      dst.resize(R * d[l - 1]);
-      out = dst.data();
-    }
-    mm(gemm, R, d[l - 1], d[l], delta[l].data(), false, p.w[l - 1], false, out, false, threads);
+    if (l > 1) out = smooth(p.act[l - 2]) ? (gproj[l - 1] = arena.take(R * d[l - 1])) : gtmp;
+    mm(gemm, R, d[l - 1], d[l], delta[l], false, p.w[l - 1], false, out, false, threads);
     g = out;
   }
   double total = 0;
@@ -110,46 +140,47 @@ void run(const JacobianPenaltyParams<T>& p, gemm_fn<T> gemm, int threads) {
   p.penalty[0] = T(double(p.scale) * total);
   if (!p.dw) return;
 
-  // adjoint chain: gbar_{l-1} -> dW_l, dbar_l, gbar_l and zbar_l
-  std::vector<T> gbar(R * d[0]), gnext(R * dmax), dbar(R * dmax);
-  const T two_scale = T(2) * p.scale;
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t e = 0; e < R * d[0]; ++e) gbar[e] = two_scale * p.u[e];
-  std::vector<std::vector<T>> zbar(L + 1);
+  // adjoint chain: gbar_0 = 2 scale u enters the GEMMs as alpha; gbar_{l-1} -> dW_l, dbar_l,
+  // gbar_l = dbar_l * a_l and zbar_l
+  const T* gbar = p.u;
+  T gbar_alpha = T(2) * p.scale;
+  T* dbar = arena.take(R * dmax);
+  T* gnext = arena.take(R * dmax);
+  std::vector<T*> zbar(L + 1, nullptr);
   int64_t top = 0;  // highest smooth layer: the forward adjoint starts there
   for (int64_t l = 1; l <= L; ++l) {
-    mm(gemm, d[l], d[l - 1], R, delta[l].data(), true, gbar.data(), false, p.dw[l - 1], false, threads);
+    mm(gemm, d[l], d[l - 1], R, delta[l], true, gbar, false, p.dw[l - 1], false, threads, gbar_alpha);
     if (p.db[l - 1]) std::fill(p.db[l - 1], p.db[l - 1] + d[l], T(0));
     const bool is_smooth = smooth(p.act[l - 1]);
     if (l == L && !is_smooth) break;
-    mm(gemm, R, d[l], d[l - 1], gbar.data(), false, p.w[l - 1], true, dbar.data(), false, threads);
+    mm(gemm, R, d[l], d[l - 1], gbar, false, p.w[l - 1], true, dbar, false, threads, gbar_alpha);
     if (is_smooth) {
       top = l;
-      const T* gl = l == L ? p.v : gproj[l].data();
-      zbar[l].resize(B * d[l]);
+      const T* gl = l == L ? p.v : gproj[l];
+      T* zb = zbar[l] = arena.take(B * d[l]);
+      const T* a2l = a2[l];
+      const int64_t dl = d[l];
 #pragma omp parallel for num_threads(threads) schedule(static)
-      for (int64_t e = 0; e < B * d[l]; ++e) {
-        const int64_t i = e / d[l], j = e % d[l];
+      for (int64_t e = 0; e < B * dl; ++e) {
+        const int64_t i = e / dl, j = e % dl;
         T s = 0;
-        for (int64_t q = 0; q < P; ++q) s += dbar[(q * B + i) * d[l] + j] * gl[(q * B + i) * d[l] + j];
-        zbar[l][e] = a2[l][e] * s;
+        for (int64_t q = 0; q < P; ++q) s += dbar[(q * B + i) * dl + j] * gl[(q * B + i) * dl + j];
+        zb[e] = a2l[e] * s;
       }
     }
     if (l < L) {
-      rows_times(dbar.data(), a[l].data(), gnext.data(), P, B, d[l], threads);
-      gbar.swap(gnext);
-      gnext.resize(R * dmax);
+      rows_times(dbar, a[l], gnext, P, B, d[l], threads);  // gbar_{l-1} is consumed by now
+      gbar = gnext;
+      gbar_alpha = T(1);
     }
   }
   // forward adjoint from the top smooth layer down: zt_l = zbar_l + (zt_{l+1} W_{l+1}) * a_l
-  std::vector<T> zt, hbar;
+  T* zt = arena.take(B * dmax);
+  T* hbar = arena.take(B * dmax);
   for (int64_t l = top; l >= 1; --l) {
-    zt.assign(B * d[l], T(0));
-    if (!zbar[l].empty()) std::copy(zbar[l].begin(), zbar[l].end(), zt.begin());
-    if (l < top)
-      for (int64_t e = 0; e < B * d[l]; ++e) zt[e] += hbar[e] * a[l][e];
-    const T* hprev = l == 1 ? p.x : h[l - 1].data();
-    mm(gemm, d[l], d[l - 1], B, zt.data(), true, hprev, false, p.dw[l - 1], true, threads);
+    for (int64_t e = 0; e < B * d[l]; ++e)
+      zt[e] = (zbar[l] ? zbar[l][e] : T(0)) + (l < top ? hbar[e] * a[l][e] : T(0));
+    mm(gemm, d[l], d[l - 1], B, zt, true, h[l - 1], false, p.dw[l - 1], true, threads);
     if (T* db = p.db[l - 1]) {
       for (int64_t j = 0; j < d[l]; ++j) {
         double s = 0;
@@ -157,10 +188,7 @@ void run(const JacobianPenaltyParams<T>& p, gemm_fn<T> gemm, int threads) {
         db[j] = T(s);
       }
     }
-    if (l > 1) {
-      hbar.resize(B * d[l - 1]);
-      mm(gemm, B, d[l - 1], d[l], zt.data(), false, p.w[l - 1], false, hbar.data(), false, threads);
-    }
+    if (l > 1) mm(gemm, B, d[l - 1], d[l], zt, false, p.w[l - 1], false, hbar, false, threads);
   }
 }
 
