@@ -97,3 +97,13 @@ def reach_stochastic(indptr: np.ndarray, indices: np.ndarray, probs: np.ndarray,
                      ) -> tuple[np.ndarray, int, float]:
     """(R, iterations, residual) by value iteration from R = I; CSR rows x * A + a (indptr
     (S*A+1,) int64, indices int64, probs float64 summing to 1 per row)."""
+
+# --- fused Jacobian penalty of an MLP (cpp/jacobian) -----------------------------------------
+# Layers h_l = act_l(h_{l-1} W_l^T + b_l), h_0 = x (B, IN); v (n_proj * B, C), row p*B + i is
+# projection p of sample i. u = v^T J (n_proj * B, IN), sq_i = sum_p ||u_{p*B+i}||^2,
+# penalty = scale * sum_i sq_i; with grads, its gradient in every W_l and b_l (None for no bias).
+def jacobian_penalty(x: np.ndarray, v: np.ndarray, weights: list[np.ndarray],
+                     biases: list[np.ndarray | None], activations: list[str], n_proj: int,
+                     scale: float, grads: bool
+                     ) -> tuple[float, np.ndarray, np.ndarray, list[np.ndarray] | None,
+                                list[np.ndarray | None] | None]: ...
