@@ -16,6 +16,7 @@ from hypothesis.extra.numpy import mutually_broadcastable_shapes
 
 import deepcalc as dc
 from deepcalc.nn import functional as F
+from deepcalc.ops.rnn import rnn_sequence
 from deepcalc.testing import gradcheck, gradgradcheck
 
 from conftest import assert_jvp_vjp_consistent, cpu_path_env, make_array, noncontiguous
@@ -67,6 +68,19 @@ def _clip_input(rng, shape):
     a = rng.uniform(0.05, 1.5, shape)
     a = np.where((a > 0.2) & (a < 0.3), a + 0.15, a)
     return a * rng.choice([-1.0, 1.0], shape)
+
+
+def _rnn_ref(nonlinearity):
+    """h_t = act(p_t + h_{t-1} W^T) over the leading (time) axis, stacked."""
+    act = {"tanh": np.tanh, "relu": lambda z: np.maximum(z, 0), "identity": lambda z: z}[nonlinearity]
+
+    def ref(p, h0, w):
+        h, out = h0, []
+        for t in range(p.shape[0]):
+            h = act(p[t] + h @ w.T)
+            out.append(h)
+        return np.stack(out)
+    return ref
 
 
 # (id, deepcalc function, float64 NumPy reference, input specs [(shape, kind)])
@@ -220,6 +234,15 @@ OPS = [
     ("layer_norm", lambda x, g, b: F.layer_norm(x, weight=g, bias=b),
      lambda x, g, b: _np_norm(x, (-1,)) * g + b, [((2, 3, 4), "n"), ((4,), "p"), ((4,), "n")]),
     ("layer_norm_plain", F.layer_norm, lambda x: _np_norm(x, (-1,)), [((3, 5), "n")]),
+    # the fused MLP Jacobian penalty (rows built in test_regularize_kernel.py)
+    *__import__("test_regularize_kernel").OPS_ROWS,
+    # the RNN recurrence h_t = act(p_t + h_{t-1} W^T) and its BPTT primitive (ops/rnn.py)
+    ("rnn_sequence_tanh", lambda p, h, w: rnn_sequence(p, h, w, "tanh"), _rnn_ref("tanh"),
+     [((4, 2, 3), "n"), ((2, 3), "n"), ((3, 3), "n")]),
+    ("rnn_sequence_identity", lambda p, h, w: rnn_sequence(p, h, w, "identity"),
+     _rnn_ref("identity"), [((3, 2, 3), "n"), ((2, 3), "n"), ((3, 3), "n")]),
+    ("rnn_sequence_relu", lambda p, h, w: rnn_sequence(p, h, w, "relu"), _rnn_ref("relu"),
+     [((3, 2, 3), "p"), ((2, 3), "p"), ((3, 3), "p")]),
 ]
 IDS = [row[0] for row in OPS]
 
