@@ -321,7 +321,8 @@ def fit(model, loss_fn, optimizer, train, val=None, epochs: int = 1, callbacks=(
                 if world.rank == 0:
                     _save_checkpoint(ckpt, inner, optimizer, scheduler, train, epoch, history,
                                      rng_ranks)
-            stop = [cb.on_epoch_end(epoch, logs, locals()) for cb in callbacks]
+            state = locals()  # fit's variables (inside the comprehension below it would be its own)
+            stop = [cb.on_epoch_end(epoch, logs, state) for cb in callbacks]
             if any(stop):
                 break
     except BaseException as e:

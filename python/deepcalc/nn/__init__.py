@@ -7,6 +7,6 @@ from .normalization import BatchNorm1d, LayerNorm
 from .rnn import RNN
 from .module import Module, ModuleList, Parameter, RemovableHandle, Sequential
 
-__all__ = ["Module", "Parameter", "Sequential", "ModuleList", "RemovableHandle", "Linear", "ReLU",
+__all__ = ["Module", "Parameter", "Sequential", "ModuleList", "RemovableHandle", "Linear", "RNN", "ReLU",
            "Tanh", "Sigmoid", "GELU", "Softmax", "Identity", "Dropout", "Flatten", "Standardize", "MLP", "BatchNorm1d", "LayerNorm",
            "functional", "init"]
