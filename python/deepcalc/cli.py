@@ -51,6 +51,7 @@ def _build_parser():
                    "processes); --batch-size is then per rank")
     sub.add_parser("calculus", help="demonstrate Jacobians, Hessians, JVPs and VJPs")
     _experiment_parsers(sub)
+    _diagnose_parsers(sub)
     return p
 
 
@@ -69,6 +70,114 @@ def _experiment_parsers(sub):
         x.add_argument("--seed", type=int, default=0)
         if hasattr(mod, "add_arguments"):
             mod.add_arguments(x)
+
+
+def _diagnose_parsers(sub):
+    """``deepcalc diagnose hessian``: curvature of a trained checkpoint's training loss."""
+    d = sub.add_parser("diagnose", help="diagnose a trained model")
+    kinds = d.add_subparsers(dest="diagnosis", required=True)
+    h = kinds.add_parser("hessian", help="top Hessian eigenvalues, trace, effective dimension "
+                         "and the spectral density (PNG) of a checkpoint's training loss")
+    h.add_argument("--checkpoint", required=True, help="a last.safetensors written by train")
+    h.add_argument("--dataset", default="digits", choices=["digits", "mnist", "teacher"])
+    h.add_argument("--data-dir", default=None, help="directory with MNIST IDX files")
+    h.add_argument("--samples", type=int, default=1024,
+                   help="training samples the loss averages over (the first ones)")
+    h.add_argument("--batch-size", type=int, default=512)
+    h.add_argument("--k", type=int, default=5, help="number of top eigenvalues")
+    h.add_argument("--z", type=float, default=None,
+                   help="curvature scale of the effective dimension (default: 1%% of the top "
+                        "eigenvalue)")
+    h.add_argument("--slq-steps", type=int, default=80)
+    h.add_argument("--slq-vectors", type=int, default=2)
+    h.add_argument("--activation", default=None, help="default: from metrics.json beside the "
+                   "checkpoint, else relu")
+    h.add_argument("--label-smoothing", type=float, default=None,
+                   help="default: from metrics.json beside the checkpoint, else 0")
+    h.add_argument("--batch-norm", default="eval", choices=["train", "eval"])
+    h.add_argument("--out", default=None, help="directory for hessian_density.png and "
+                   "hessian.json (default: the checkpoint's directory)")
+    h.add_argument("--seed", type=int, default=0)
+    h.add_argument("--threads", type=int, default=None)
+
+
+def _model_from_checkpoint(path, activation):
+    """An MLP (behind Standardize when the checkpoint has one) rebuilt from a checkpoint's
+    weight shapes, with its weights loaded."""
+    from . import load
+    from .nn import MLP, Sequential, Standardize
+    state = load(path)["model"]
+    prefix = "1." if "0.mean" in state else ""
+    sizes, i = [], 0
+    while f"{prefix}layer{i}.weight" in state:
+        out_f, in_f = state[f"{prefix}layer{i}.weight"].shape
+        sizes = sizes or [int(in_f)]
+        sizes.append(int(out_f))
+        i += 1
+    if not sizes:
+        raise SystemExit(f"deepcalc diagnose hessian: {path} holds no MLP written by "
+                         f"'deepcalc train mlp' (no {prefix}layer0.weight)")
+    model = MLP(sizes, activation=activation)
+    if prefix:
+        model = Sequential(Standardize(state["0.mean"], state["0.std"]), model)
+    model.load_state_dict(state)
+    return model
+
+
+def diagnose_hessian_command(args) -> int:
+    import deepcalc as dc
+    from . import curvature as cv
+    from . import data
+    from .nn import functional as F
+    if args.threads:
+        dc.set_num_threads(args.threads)
+    cfg_path = os.path.join(os.path.dirname(args.checkpoint), "metrics.json")
+    config = json.load(open(cfg_path)).get("config", {}) if os.path.exists(cfg_path) else {}
+    activation = args.activation or config.get("activation", "relu")
+    smoothing = args.label_smoothing if args.label_smoothing is not None else \
+        float(config.get("label_smoothing", 0.0))
+    model = _model_from_checkpoint(args.checkpoint, activation)
+    args.seed = int(config.get("seed", args.seed))
+    train_set, _, task = _datasets(args)
+    x, y = train_set.arrays
+    n = min(args.samples, len(x))
+    subset = data.TensorDataset(x[:n].reshape(n, -1), y[:n])
+    loader = data.DataLoader(subset, batch_size=args.batch_size)
+    if task == "classification":
+        def loss_fn(out, t, reduction="mean"):
+            return F.cross_entropy(out, t, label_smoothing=smoothing, reduction=reduction)
+    else:
+        loss_fn = F.mse_loss
+    H = cv.HessianOperator(model, loss_fn, loader, batch_norm=args.batch_norm)
+    t0 = time.perf_counter()
+    vals, _ = cv.top_eigenvalues(H, k=min(args.k, H.shape[0]), generator=args.seed)
+    tr = cv.trace(H, tol=1e-2, max_probes=400, generator=args.seed)
+    dens = cv.density(H, n_iter=args.slq_steps, n_vec=args.slq_vectors, generator=args.seed)
+    z = args.z if args.z is not None else 0.01 * float(vals[0])
+    neff = cv.effective_dimension(dens, z=z) if z > 0 else float("nan")
+    logv = cv.log_volume(dens, z=z) if z > 0 else float("nan")
+    seconds = time.perf_counter() - t0
+    out = args.out or os.path.dirname(os.path.abspath(args.checkpoint))
+    os.makedirs(out, exist_ok=True)
+    print(f"deepcalc diagnose hessian: {H.shape[0]} parameters, {n} {args.dataset} training "
+          f"samples, {activation} MLP, batch_norm={args.batch_norm}, {H.n_matvecs} HVPs in "
+          f"{seconds:.1f} s")
+    print("top eigenvalues: " + ", ".join(f"{v:.5g}" for v in vals))
+    print(f"trace: {tr.value:.5g}  (95% interval [{tr.ci[0]:.5g}, {tr.ci[1]:.5g}], "
+          f"{tr.method}, {tr.matvecs} HVPs)")
+    print(f"effective dimension sum l/(l+z), z={z:.3g}: {neff:.2f}   log-volume vs flat: "
+          f"{logv:.3f}")
+    result = {"parameters": H.shape[0], "samples": n, "top_eigenvalues": [float(v) for v in vals],
+              "trace": tr.value, "trace_ci": list(tr.ci), "z": z, "effective_dimension": neff,
+              "log_volume": logv, "hvps": H.n_matvecs, "seconds": seconds}
+    _write_json(os.path.join(out, "hessian.json"), result)
+    try:
+        png = dens.plot(os.path.join(out, "hessian_density.png"))
+        print(f"wrote {png}, {os.path.join(out, 'hessian.json')}")
+    except ImportError:
+        print(f"wrote {os.path.join(out, 'hessian.json')} (install deepcalc[plot] for the "
+              "density PNG)")
+    return 0
 
 
 def _datasets(args):
@@ -250,6 +359,8 @@ def main(argv=None) -> int:
         from . import experiments
         os.makedirs(args.out, exist_ok=True)
         return experiments.load(args.experiment).main(args)
+    if args.command == "diagnose":
+        return diagnose_hessian_command(args)
     return calculus_command(args)
 
 

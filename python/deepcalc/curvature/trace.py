@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .lanczos import _rng, as_operator
+from .lanczos import _combine, _dot, _project, _rng, as_operator
 
 METHODS = ("hutch++", "hutchinson")
 
@@ -73,7 +73,7 @@ def trace(op, tol=1e-2, method="hutch++", max_probes=1000, min_probes=10, sketch
 
     * 'hutchinson': mean of z^T A z over Rademacher z;
     * 'hutch++': Q = orth(A S) for ``sketch`` Rademacher columns S (default
-      min(n, max(10, max_probes // 10))), tr(Q^T A Q) exactly, plus Hutchinson on
+      min(n, max_probes // 10 clipped to [10, 40])), tr(Q^T A Q) exactly, plus Hutchinson on
       (I - QQ^T) A (I - QQ^T); the interval covers the random part only.  It gains over
       Hutchinson when a few eigenvalues dominate ||A||_F (the variance of Hutchinson is
       2 ||A||_F^2 minus the diagonal's share; Hutch++'s is that of the deflated residual).
@@ -91,12 +91,12 @@ def trace(op, tol=1e-2, method="hutch++", max_probes=1000, min_probes=10, sketch
     if method == "hutchinson":
         def sample():
             g = _rademacher(rng, n)
-            return float(g @ matvec(g))
+            return _dot(g, matvec(g))
         xs = _probe_until(sample, 0.0, tol, min_probes, max_probes, z)
         mean, half = float(xs.mean()), z * float(xs.std(ddof=1)) / math.sqrt(len(xs))
         return TraceEstimate(mean, (mean - half, mean + half), confidence, len(xs), method,
                              0.0, xs)
-    k = sketch if sketch is not None else min(n, max(10, max_probes // 10))
+    k = sketch if sketch is not None else min(n, max(10, min(40, max_probes // 10)))
     if not isinstance(k, (int, np.integer)) or not 1 <= k <= n:
         raise ValueError(f"trace: sketch must be an integer in [1, {n}], got {k!r}")
     if 2 * k + min_probes > max_probes and k < n:
@@ -114,8 +114,8 @@ def trace(op, tol=1e-2, method="hutch++", max_probes=1000, min_probes=10, sketch
 
     def sample():
         g = _rademacher(rng, n)
-        g = g - Q.T @ (Q @ g)
-        return float(g @ matvec(g))
+        g = g - _combine(Q, _project(Q, g))
+        return _dot(g, matvec(g))
     xs = _probe_until(sample, exact, tol, min_probes, max_probes - used, z)
     mean, half = float(xs.mean()), z * float(xs.std(ddof=1)) / math.sqrt(len(xs))
     value = exact + mean

@@ -1,0 +1,235 @@
+"""Hessian spectra and trace: deepcalc.curvature against PyHessian 0.1 (power iteration with
+deflation, Hutchinson) and torch's double-backprop HVP, in the same run, on the same weights.
+
+Model: the 784-256-256-10 tanh MLP (torch's default init), one batch of 128 random inputs
+with random labels, cross-entropy, float32, 2 threads.
+
+* reference: top-5 eigenvalues by ARPACK (scipy eigsh, tol 1e-6) on deepcalc's HVP, the
+  trace by a long Hutchinson run (its 95% interval is printed);
+* eigenvalues: ``top_eigenvalues`` (thick-restart Lanczos) vs PyHessian ``eigenvalues`` at its
+  defaults (maxIter 100, tol 1e-3), k = 1 and 5: time (median of rounds, taking turns),
+  HVPs, largest relative error;
+* trace: HVPs each estimator needs for a 1% RMS error, from the measured per-probe spread
+  (Hutchinson: (sd / 0.01 T)^2; Hutch++ with sketch k: 2k + (sd_residual / 0.01 T)^2), and
+  the adaptive ``trace(tol=1e-2)`` call vs PyHessian ``trace`` (defaults) in time and error;
+* one HVP: deepcalc (HessianOperator.matvec, flat float64 in and out) vs torch double backprop.
+
+    python bench/python/compare_hessian.py [--threads 2] [--rounds 3] [--ref-probes 2000]
+
+PyHessian is used when installed (pip install pyhessian==0.1; it needs torch); its
+``density`` calls torch.eig, removed from torch, and is not timed.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import time
+import warnings
+
+import numpy as np
+from _timing import alternate, ratio
+
+import deepcalc as dc
+import deepcalc.curvature as cv
+from deepcalc.nn import functional as F
+
+try:
+    import torch
+except ImportError:
+    torch = None
+try:
+    from pyhessian import hessian as pyhessian_hessian
+    # PyHessian calls loss.backward(create_graph=True); torch warns about the cycle it makes
+    warnings.filterwarnings("ignore", message="Using backward\\(\\) with create_graph=True")
+except ImportError:
+    pyhessian_hessian = None
+
+SIZES = [784, 256, 256, 10]
+BATCH = 128
+
+
+def build(seed=0):
+    dc.manual_seed(seed)
+    model = dc.nn.MLP(SIZES, activation="tanh")
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((BATCH, SIZES[0])).astype(np.float32)
+    y = rng.integers(0, SIZES[-1], BATCH)
+    return model, x, y
+
+
+def torch_copy(model):
+    layers = []
+    for i, lin in enumerate(model.layers):
+        t = torch.nn.Linear(lin.in_features, lin.out_features)
+        with torch.no_grad():
+            t.weight.copy_(torch.tensor(lin.weight.data))
+            t.bias.copy_(torch.tensor(lin.bias.data))
+        layers.append(t)
+        if i < len(model.layers) - 1:
+            layers.append(torch.nn.Tanh())
+    return torch.nn.Sequential(*layers)
+
+
+def timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
+def rel_err(vals, ref):
+    vals = np.sort(np.asarray(vals, np.float64))[::-1]
+    return float(np.max(np.abs(vals - ref[:len(vals)]) / np.abs(ref[:len(vals)])))
+
+
+def eigen_section(H, ref, tm, x, y, rounds):
+    print("\ntop eigenvalues (error: largest relative error against ARPACK)")
+    print(f"{'method':<34}{'k':>3}{'seconds':>10}{'HVPs':>7}{'rel. error':>12}{'speed-up':>10}")
+    for k in (1, 5):
+        times, res = {"dc": [], "pyhessian": []}, {}
+        for r in range(rounds):
+            time.sleep(0.3)
+            H.n_matvecs = 0
+            (vals, _), t = timed(lambda: cv.top_eigenvalues(H, k=k, tol=1e-3, generator=r))
+            times["dc"].append(t)
+            res["dc"] = (vals, H.n_matvecs)
+            if pyhessian_hessian is not None:
+                time.sleep(0.3)
+                counter = {"n": 0}
+
+                def run():
+                    hc = pyhessian_hessian(tm, torch.nn.CrossEntropyLoss(), data=(x, y),
+                                           cuda=False)
+                    ph = sys.modules["pyhessian.hessian"]   # the package's name is the class
+                    orig = ph.hessian_vector_product
+
+                    def counted(*a):
+                        counter["n"] += 1
+                        return orig(*a)
+                    ph.hessian_vector_product = counted
+                    try:
+                        return hc.eigenvalues(top_n=k)[0]
+                    finally:
+                        ph.hessian_vector_product = orig
+                vals_p, t = timed(run)
+                times["pyhessian"].append(t)
+                res["pyhessian"] = (vals_p, counter["n"])
+        t_dc = statistics.median(times["dc"])
+        print(f"{'deepcalc top_eigenvalues (Lanczos)':<34}{k:>3}{t_dc:>10.3f}"
+              f"{res['dc'][1]:>7}{rel_err(res['dc'][0], ref):>12.2e}")
+        if times["pyhessian"]:
+            t_p = statistics.median(times["pyhessian"])
+            print(f"{'PyHessian eigenvalues (defaults)':<34}{k:>3}{t_p:>10.3f}"
+                  f"{res['pyhessian'][1]:>7}{rel_err(res['pyhessian'][0], ref):>12.2e}"
+                  f"{t_p / t_dc:>9.2f}x")
+
+
+def trace_section(H, tm, x, y, ref_probes, gen):
+    print(f"\ntrace reference: Hutchinson, {ref_probes} probes")
+    ref, t = timed(lambda: cv.trace(H, tol=1e-12, method="hutchinson", max_probes=ref_probes,
+                                    min_probes=ref_probes, generator=gen))
+    T = ref.value
+    sd = float(np.std(ref.samples, ddof=1))
+    print(f"  trace {T:.4f}, 95% interval [{ref.ci[0]:.4f}, {ref.ci[1]:.4f}] "
+          f"(+-{ref.half_width / abs(T) * 100:.2f}%), per-probe sd {sd:.3f} ({t:.1f} s)")
+    need_h = math.ceil((sd / (0.01 * abs(T))) ** 2)
+    print(f"\nHVPs for a 1% RMS error (from the per-probe spread)")
+    print(f"  Hutchinson: {need_h}")
+    best = None
+    for k in (10, 20, 40, 80):
+        est = cv.trace(H, tol=1e-12, method="hutch++", sketch=k, max_probes=2 * k + 60,
+                       min_probes=60, generator=gen + k)
+        sd_r = float(np.std(est.samples, ddof=1))
+        need = 2 * k + math.ceil((sd_r / (0.01 * abs(T))) ** 2)
+        best = need if best is None else min(best, need)
+        print(f"  Hutch++ sketch {k:>3}: residual sd {sd_r:.3f}, exact part "
+              f"{est.exact_part:.3f} -> {need} HVPs")
+    print(f"  fewest Hutch++ / Hutchinson: {best} / {need_h} = {need_h / best:.2f}x fewer")
+    print(f"\nadaptive calls (error against the reference)")
+    for method in ("hutch++", "hutchinson"):
+        time.sleep(0.3)
+        est, t = timed(lambda: cv.trace(H, tol=1e-2, method=method, max_probes=3000,
+                                        generator=gen + 1))
+        print(f"  deepcalc trace(tol=1e-2, {method:<10}): {est.value:.4f} "
+              f"({abs(est.value - T) / abs(T) * 100:.2f}% off, interval +-"
+              f"{est.half_width / abs(est.value) * 100:.2f}%) {est.matvecs} HVPs {t:.3f} s")
+    if pyhessian_hessian is not None:
+        time.sleep(0.3)
+
+        def run():
+            hc = pyhessian_hessian(tm, torch.nn.CrossEntropyLoss(), data=(x, y), cuda=False)
+            return hc.trace()
+        samples, t = timed(run)
+        v = float(np.mean(samples))
+        per = t / len(samples)
+        print(f"  PyHessian trace (defaults): {v:.4f} ({abs(v - T) / abs(T) * 100:.2f}% off) "
+              f"{len(samples)} HVPs {t:.3f} s; at {per * 1e3:.1f} ms per probe a 1% RMS "
+              f"error needs {need_h} probes = {need_h * per:.2f} s")
+    return T
+
+
+def hvp_section(H, tm, x, y, rounds):
+    rng = np.random.default_rng(1)
+    v = rng.standard_normal(H.shape[0])
+    fns = {"dc": lambda: H.matvec(v)}
+    if torch is not None:
+        xt, yt = torch.tensor(x), torch.tensor(y)
+        params = list(tm.parameters())
+        vt, off = [], 0
+        for p in params:
+            vt.append(torch.tensor(v[off:off + p.numel()].reshape(p.shape), dtype=torch.float32))
+            off += p.numel()
+        ce = torch.nn.functional.cross_entropy
+
+        def torch_hvp():
+            gs = torch.autograd.grad(ce(tm(xt), yt), params, create_graph=True)
+            return torch.autograd.grad(gs, params, grad_outputs=vt)
+        fns["torch"] = torch_hvp
+        hv_t = np.concatenate([g.detach().numpy().ravel() for g in torch_hvp()])
+        hv_d = H.matvec(v)
+        print(f"\none HVP (deepcalc vs torch: relative difference "
+              f"{np.linalg.norm(hv_t - hv_d) / np.linalg.norm(hv_t):.1e})")
+    times = alternate(fns, rounds * 5, 5)
+    t_dc = statistics.median(times["dc"]) * 1e3
+    line = f"  deepcalc {t_dc:.2f} ms"
+    if "torch" in times:
+        r, best = ratio(times["torch"], times["dc"])
+        line += f", torch {statistics.median(times['torch']) * 1e3:.2f} ms: " \
+                f"torch/deepcalc {r:.2f}x [{best:.2f}x]"
+    print(line)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--ref-probes", type=int, default=2000)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    dc.set_num_threads(args.threads)
+    if torch is not None:
+        torch.set_num_threads(args.threads)
+    model, x, y = build(args.seed)
+    H = cv.HessianOperator(model, F.cross_entropy, (dc.tensor(x), y))
+    tm = torch_copy(model) if torch is not None else None
+    xt = torch.tensor(x) if torch is not None else None
+    yt = torch.tensor(y) if torch is not None else None
+    print(f"MLP {'-'.join(map(str, SIZES))} tanh, batch {BATCH}, float32, {args.threads} "
+          f"threads, {H.shape[0]} parameters; PyHessian "
+          f"{'present' if pyhessian_hessian else 'absent'}, torch "
+          f"{'present' if torch else 'absent'}")
+    from scipy.sparse.linalg import LinearOperator, eigsh
+    t0 = time.perf_counter()
+    H.n_matvecs = 0
+    ref = eigsh(LinearOperator(H.shape, matvec=H.matvec, dtype=np.float64), k=5, which="LA",
+                tol=1e-6)[0][::-1]
+    print(f"reference top-5 (ARPACK, tol 1e-6, {H.n_matvecs} HVPs, "
+          f"{time.perf_counter() - t0:.1f} s): {np.round(ref, 5).tolist()}")
+    hvp_section(H, tm, x, y, args.rounds)
+    eigen_section(H, ref, tm, xt, yt, args.rounds)
+    trace_section(H, tm, xt, yt, args.ref_probes, args.seed)
+
+
+if __name__ == "__main__":
+    main()
