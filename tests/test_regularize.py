@@ -194,3 +194,37 @@ def test_quick_experiment_writes_its_measures(tmp_path):
         saved["models"]["none"]["jacobian_norm"] / saved["models"]["jacobian"]["jacobian_norm"])
     assert os.path.exists(tmp_path / "results.md")
     assert res["figure"] is None or os.path.exists(res["figure"])
+
+
+@pytest.mark.parametrize("kind", ["mlp_relu", "standardize_gelu", "sequential_tanh"])
+def test_regularizer_reuses_the_forward_of_out(kind, rng):
+    """Given the step's output, the kernel reads the forward's activations from its graph (and
+    gives what its own forward gives); an output of another model is not reused."""
+    from deepcalc.nn import MLP, Sequential, Standardize
+    dc.manual_seed(2)
+    xs = rng.random((10, 6))
+    if kind == "mlp_relu":
+        model = MLP([6, 7, 3], activation="relu", dtype=np.float64)
+    elif kind == "standardize_gelu":
+        model = Sequential(Standardize.fit(xs, dtype=np.float64),
+                           MLP([6, 7, 5, 3], activation="gelu", dtype=np.float64))
+    else:
+        model = Sequential(dc.nn.Linear(6, 7, dtype=np.float64), dc.nn.Tanh(),
+                           dc.nn.Linear(7, 3, dtype=np.float64))
+    x = dc.tensor(xs)
+    results = []
+    for give_out in (True, False):
+        for p in model.parameters():
+            p.grad = None
+        reg = JacobianRegularizer(0.5, n_proj=2, generator=np.random.default_rng(1))
+        pen = reg(model, x, out=model(x) if give_out else None)
+        assert reg.last_path == "fused" and reg.reused_forward == give_out
+        pen.backward()
+        results.append((pen.item(), [p.grad.data.copy() for p in model.parameters()]))
+    assert results[0][0] == pytest.approx(results[1][0], rel=1e-12)
+    for a, b in zip(results[0][1], results[1][1]):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-14)
+    other = MLP([6, 7, 3], activation="relu", dtype=np.float64)
+    reg = JacobianRegularizer(0.5)
+    reg(model, x, out=other(x))
+    assert not reg.reused_forward

@@ -28,9 +28,16 @@ Activation jacobian_activation(const std::string& name, size_t layer) {
 template <typename T>
 void run_typed(JacobianPenaltyParams<T>& p, const std::vector<py::array>& ws,
                const std::vector<std::optional<py::array>>& bs, std::vector<py::array>& dws,
-               std::vector<py::array>& dbs, bool grads, double work) {
-  std::vector<const T*> w, b;
+               std::vector<py::array>& dbs, bool grads, double work,
+               const std::optional<std::vector<py::array>>& fwd_y,
+               const std::optional<std::vector<std::optional<py::array>>>& fwd_z) {
+  std::vector<const T*> w, b, fy, fz;
   std::vector<T*> dw, db;
+  for (size_t l = 0; fwd_y && l < ws.size(); ++l) {
+    fy.push_back(cptr<T>((*fwd_y)[l]));
+    fz.push_back(fwd_z ? cptr<T>((*fwd_z)[l]) : nullptr);
+  }
+  if (fwd_y) p.fwd_y = fy.data(), p.fwd_z = fz.data();
   for (size_t l = 0; l < ws.size(); ++l) {
     w.push_back(cptr<T>(ws[l]));
     b.push_back(cptr<T>(bs[l]));
@@ -51,7 +58,8 @@ void run_typed(JacobianPenaltyParams<T>& p, const std::vector<py::array>& ws,
 py::tuple jacobian_penalty(const py::array& x, const py::array& v, const std::vector<py::array>& weights,
                            const std::vector<std::optional<py::array>>& biases,
                            const std::vector<std::string>& activations, int64_t n_proj, double scale,
-                           bool grads) {
+                           bool grads, std::optional<std::vector<py::array>> forward_outputs,
+                           std::optional<std::vector<std::optional<py::array>>> forward_preacts) {
   const char* op = "jacobian_penalty";
   const size_t L = weights.size();
   if (L == 0) throw py::value_error("jacobian_penalty: at least one layer is needed, got 0 weights");
@@ -93,6 +101,29 @@ py::tuple jacobian_penalty(const py::array& x, const py::array& v, const std::ve
     throw py::value_error("jacobian_penalty: v has shape " + shape_str(v) + ", expected (n_proj * B, C) = (" +
                           std::to_string(n_proj * B) + ", " + std::to_string(C) + ") for x " + shape_str(x) +
                           ", n_proj " + std::to_string(n_proj) + " and " + std::to_string(C) + " outputs");
+  if (forward_outputs) {  // the caller's forward: outputs (B, d_l) per layer, z for gelu layers
+    if (forward_outputs->size() != L || (forward_preacts && forward_preacts->size() != L))
+      throw py::value_error("jacobian_penalty: forward_outputs / forward_preacts need one entry per layer (" +
+                            std::to_string(L) + ")");
+    for (size_t l = 0; l < L; ++l) {
+      const std::string yn = "forward_outputs[" + std::to_string(l) + "]";
+      const py::array& y = (*forward_outputs)[l];
+      std::vector<const py::array*> arrs{&y};
+      const bool need_z = acts[l] == Activation::GELU;
+      if (need_z && !(forward_preacts && (*forward_preacts)[l]))
+        throw py::value_error("jacobian_penalty: layer " + std::to_string(l) +
+                              " is gelu: forward_preacts must hold its preactivation z");
+      if (need_z) arrs.push_back(&*(*forward_preacts)[l]);
+      for (const py::array* a : arrs) {
+        require_same_dtype(op, yn.c_str(), *a, "x", x);
+        require_contiguous(op, yn.c_str(), *a);
+        if (a->ndim() != 2 || a->shape(0) != B || a->shape(1) != dims[l + 1])
+          throw py::value_error("jacobian_penalty: " + yn + " (or its preactivation) has shape " +
+                                shape_str(*a) + ", expected (" + std::to_string(B) + ", " +
+                                std::to_string(dims[l + 1]) + ")");
+      }
+    }
+  }
   py::array u = new_array(x.dtype(), {n_proj * B, dims[0]});
   py::array sq = py::array(x.dtype(), std::vector<py::ssize_t>{B});
   py::array pen = py::array(x.dtype(), std::vector<py::ssize_t>{1});
@@ -107,13 +138,13 @@ py::tuple jacobian_penalty(const py::array& x, const py::array& v, const std::ve
         if (a.size()) std::memset(a.mutable_data(), 0, a.nbytes());
     std::memset(pen.mutable_data(), 0, pen.nbytes());
   } else {
-    const double work = jacobian_penalty_flops(B, n_proj, int64_t(L), dims.data(), acts.data(), grads) / 2;
+    double work = jacobian_penalty_flops(B, n_proj, int64_t(L), dims.data(), acts.data(), grads) / 2;
     auto fill = [&](auto& p) {
       p.B = B, p.P = n_proj, p.L = int64_t(L), p.dims = dims.data(), p.act = acts.data();
       using T = std::remove_const_t<std::remove_pointer_t<decltype(p.x)>>;
       p.x = cptr<T>(x), p.v = cptr<T>(v), p.scale = T(scale);
       p.u = mptr<T>(u), p.sq = mptr<T>(sq), p.penalty = mptr<T>(pen);
-      run_typed<T>(p, weights, biases, dws, dbs, grads, work);
+      run_typed<T>(p, weights, biases, dws, dbs, grads, work, forward_outputs, forward_preacts);
     };
     if (is_f32(x)) {
       JacobianPenaltyParams<float> p;
@@ -138,6 +169,7 @@ py::tuple jacobian_penalty(const py::array& x, const py::array& v, const std::ve
 void bind_jacobian(py::module_& m) {
   m.def("jacobian_penalty", &jacobian_penalty, py::arg("x"), py::arg("v"), py::arg("weights"),
         py::arg("biases"), py::arg("activations"), py::arg("n_proj"), py::arg("scale"), py::arg("grads"),
+        py::arg("forward_outputs") = py::none(), py::arg("forward_preacts") = py::none(),
         "Fused MLP Jacobian projection u = v^T J (v rows p*B + i), per-sample sq_i = sum_p ||u||^2, "
         "penalty = scale * sum sq, and its gradient in every weight and bias (cpp/jacobian/jacobian.h).");
 }

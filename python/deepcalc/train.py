@@ -242,7 +242,8 @@ def fit(model, loss_fn, optimizer, train, val=None, epochs: int = 1, callbacks=(
     are averaged over all ranks' samples, rank 0 alone shows the progress bar and writes the
     checkpoint (after a barrier), and an exception on one rank stops every rank.
     ``regularizer(model, x)`` (e.g. ``dc.regularize.JacobianRegularizer``) is a scalar penalty
-    added to each step's loss before backward; its per-sample mean is logged as 'penalty'
+    added to each step's loss before backward (called as ``regularizer(model, x, out=out)``
+    with the step's output when it has ``takes_output``); its mean is logged as 'penalty'
     ('loss' stays the data loss; under ``distributed`` the penalty logged is this rank's).
     Returns the ``History`` of per-epoch metrics ('loss', 'accuracy', 'val_loss', ...)."""
     if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
@@ -356,7 +357,8 @@ def _train_epoch(model, loss_fn, optimizer, train, epoch, bar, max_grad_norm,
                                      "lower the learning rate or check the data")
         optimizer.zero_grad()
         if regularizer is not None:
-            penalty = regularizer(model, x)
+            penalty = regularizer(model, x, out=out) if getattr(regularizer, "takes_output",
+                                                                 False) else regularizer(model, x)
             pen_value = float(penalty.item())
             if not math.isfinite(pen_value):
                 raise FloatingPointError(f"fit: the regularizer's penalty is {pen_value} at epoch "

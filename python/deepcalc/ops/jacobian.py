@@ -67,10 +67,11 @@ class JacobianPenalty(Primitive):
     name = "jacobian_penalty"
     saves = True
 
-    def forward(self, x, v, *flat, activations, has_bias, n_proj, scale, grads):
+    def forward(self, x, v, *flat, activations, has_bias, n_proj, scale, grads, forward=None):
         ws, bs = _split([_contiguous(a) for a in flat], has_bias)
+        ys, zs = forward if forward is not None else (None, None)
         penalty, _, _, dws, dbs = _core.jacobian_penalty(
-            _contiguous(x), _contiguous(v), ws, bs, list(activations), n_proj, scale, grads)
+            _contiguous(x), _contiguous(v), ws, bs, list(activations), n_proj, scale, grads, ys, zs)
         return np.asarray(penalty, dtype=x.dtype), (dws, dbs)
 
     def vjp(self, ctx, g):
@@ -78,11 +79,12 @@ class JacobianPenalty(Primitive):
         x, v = ctx.inputs[0], ctx.inputs[1]
         if dws is None or x.requires_grad or v.requires_grad or needs_graph(g, *ctx.inputs):
             return composite_vjp(_penalty_composite(ctx.params), ctx, (g,))
+        one = g.data.item() == 1.0  # the usual cotangent of a penalty added to the loss
         grads = [None, None]
         for dw, db, hb in zip(dws, dbs, ctx.params["has_bias"]):
-            grads.append(g * wrap(dw))
+            grads.append(wrap(dw) if one else g * wrap(dw))
             if hb:
-                grads.append(g * wrap(db))
+                grads.append(wrap(db) if one else g * wrap(db))
         return tuple(gr if t.requires_grad else None for gr, t in zip(grads, ctx.inputs))
 
     def jvp(self, ctx, *tangents):
@@ -127,10 +129,13 @@ def _check_chain(op, x, v, weights, biases, activations, n_proj):
         raise TypeError(f"{op}: x must be float32 or float64, got {x.dtype}")
 
 
-def jacobian_penalty(x, v, weights, biases, activations, n_proj: int, scale: float):
+def jacobian_penalty(x, v, weights, biases, activations, n_proj: int, scale: float,
+                     forward=None):
     """S = scale * sum_r ||(v^T J)_r||^2 for the MLP (weights, biases, activations) at x
     (B, in), projections v (n_proj * B, C) with row p*B + i for sample i, as a differentiable
-    scalar Tensor; the parameter gradient comes from the same kernel call."""
+    scalar Tensor; the parameter gradient comes from the same kernel call.  ``forward`` =
+    (outputs, preactivations), arrays of this MLP's forward at x (layer l's output (B, d_l); z
+    for gelu layers, else None), lets the kernel skip its own forward."""
     op = "jacobian_penalty"
     x = as_tensor(x, op=op)
     v = v if isinstance(v, Tensor) else as_tensor(v, x, op)
@@ -141,6 +146,8 @@ def jacobian_penalty(x, v, weights, biases, activations, n_proj: int, scale: flo
     grads = STATE.grad_enabled and any(t.requires_grad for t in flat)
     params = {"activations": tuple(activations), "has_bias": tuple(b is not None for b in biases),
               "n_proj": int(n_proj), "scale": float(scale), "grads": grads}
+    if forward is not None:
+        params["forward"] = (list(forward[0]), list(forward[1]))
     return apply(_jacobian_penalty, (x, v, *flat), params)
 
 

@@ -122,12 +122,18 @@ def jacobian_norm_sq(model_or_fn, x, n_proj: int = 1, mode: str = "reverse", gen
 
 
 def mlp_chain(model):
+    """See ``_chain``: (weights, biases, activations) or None."""
+    chain = _chain(model)
+    return None if chain is None else chain[:3]
+
+
+def _chain(model):
     """(weights, biases, activations) of a model that is a chain of Linear layers with
     element-wise activations (``nn.MLP``, ``nn.Linear``, ``Sequential`` of Linear, ReLU / Tanh /
     Sigmoid / GELU, Identity, Dropout in eval mode, nested; a ``Standardize`` before the first
     Linear is folded into it: W' = W / std, b' = b - W' mean, as differentiable ops), or None
     for any other model (the fused Jacobian kernel applies exactly to the chains this returns)."""
-    layers, pending = [], []
+    layers, pending, raw = [], [], []
 
     def walk(m):
         if isinstance(m, Linear):
@@ -135,8 +141,10 @@ def mlp_chain(model):
                     or m._forward_pre_hooks:
                 return False
             w, b = m.weight, m.bias
+            raw.append((m.weight, m.bias, None))
             if pending:
                 mu, std = pending.pop()
+                raw[-1] = (m.weight, m.bias, (mu, std))
                 w = w / std
                 b = (-matmul(w, mu)) if b is None else b - matmul(w, mu)
             layers.append([w, b, m.activation or "none"])
@@ -159,7 +167,34 @@ def mlp_chain(model):
 
     if not hasattr(model, "_modules") or not walk(model) or not layers or pending:
         return None
-    return tuple(list(col) for col in zip(*layers))
+    return tuple(list(col) for col in zip(*layers)) + (raw,)
+
+
+def _forward_from_graph(out, raw, acts, x):
+    """(outputs, preactivations) of the chain's layers read from the graph of ``out`` (the
+    model's output at x in this step), or None unless every node is the chain's fused linear
+    on the chain's own parameters and the first layer's input is x (or Standardize(x))."""
+    ys, zs = [None] * len(raw), [None] * len(raw)
+    node = getattr(out, "grad_fn", None)
+    for l in range(len(raw) - 1, -1, -1):
+        w, b, std = raw[l]
+        if node is None or node.prim.name != "linear" or node.inputs[1] is not w \
+                or node.params["activation"] != acts[l] \
+                or (b is None) != (len(node.inputs) == 2) or (b is not None and node.inputs[2] is not b):
+            return None
+        ys[l] = node.out_data
+        zs[l] = node.saved if acts[l] == "gelu" else None
+        first = node.inputs[0]
+        node = first.grad_fn
+    if std is None:
+        if first is not x and first.data is not x.data:
+            return None
+    elif first.shape != x.shape or not np.array_equal(
+            first.data, (x.data - std[0].data) / std[1].data):
+        return None
+    if any(y is None or not y.flags.c_contiguous for y in ys):
+        return None
+    return ys, zs
 
 
 class JacobianRegularizer:
@@ -170,7 +205,13 @@ class JacobianRegularizer:
     require grad, the fused kernel computes the penalty and its gradient in one native call;
     any other model or mode takes the generic path (``jacobian_norm_sq``).  Both draw the same
     projections from the same generator state, so they give the same value.  ``last_path`` says
-    which ran ('fused' or 'generic'); ``fused=False`` forces the generic path."""
+    which ran ('fused' or 'generic'); ``fused=False`` forces the generic path.
+
+    ``reg(model, x, out=out)`` with ``out = model(x)`` of this step lets the kernel reuse that
+    forward's activations (read from out's graph, checked to be this chain's) instead of
+    recomputing them; ``fit`` passes it (``takes_output``)."""
+
+    takes_output = True
 
     def __init__(self, lam: float, n_proj: int = 1, mode: str = "reverse", generator=None,
                  fused: bool = True):
@@ -181,18 +222,21 @@ class JacobianRegularizer:
             raise ValueError(f"{op}: lam must be a finite number >= 0, got {lam!r}")
         self.lam, self.n_proj, self.mode = float(lam), int(n_proj), mode
         self.generator, self.fused, self.last_path = generator, bool(fused), None
+        self.reused_forward = False
 
-    def __call__(self, model, x):
+    def __call__(self, model, x, out=None):
         x = as_tensor(x, op="JacobianRegularizer")
-        chain = mlp_chain(model) if self.fused and self.mode == "reverse" else None
+        chain = _chain(model) if self.fused and self.mode == "reverse" else None
         if chain is not None and x.ndim == 2 and not x.requires_grad:
-            ws, bs, acts = chain
+            ws, bs, acts, raw = chain
+            forward = _forward_from_graph(out, raw, acts, x) if out is not None else None
+            self.reused_forward = forward is not None
             B, C = x.shape[0], ws[-1].shape[0]
             gen = self.generator or default_generator()
             v = sphere_projections(gen, self.n_proj, B, C, x.dtype).reshape(self.n_proj * B, C)
             scale = self.lam / 2 * C / (self.n_proj * max(B, 1))
             self.last_path = "fused"
-            return _jac.jacobian_penalty(x, Tensor(v), ws, bs, acts, self.n_proj, scale)
+            return _jac.jacobian_penalty(x, Tensor(v), ws, bs, acts, self.n_proj, scale, forward)
         self.last_path = "generic"
         est = jacobian_norm_sq(model, x, self.n_proj, self.mode, self.generator)
         return mean(est) * (self.lam / 2)
