@@ -102,8 +102,11 @@ def reach_stochastic(indptr: np.ndarray, indices: np.ndarray, probs: np.ndarray,
 # Layers h_l = act_l(h_{l-1} W_l^T + b_l), h_0 = x (B, IN); v (n_proj * B, C), row p*B + i is
 # projection p of sample i. u = v^T J (n_proj * B, IN), sq_i = sum_p ||u_{p*B+i}||^2,
 # penalty = scale * sum_i sq_i; with grads, its gradient in every W_l and b_l (None for no bias).
+# forward_outputs (layer l's output (B, d_l)) and forward_preacts (z of gelu layers, else None):
+# the caller's forward at x, which the kernel then reuses instead of recomputing.
 def jacobian_penalty(x: np.ndarray, v: np.ndarray, weights: list[np.ndarray],
                      biases: list[np.ndarray | None], activations: list[str], n_proj: int,
-                     scale: float, grads: bool
+                     scale: float, grads: bool, forward_outputs: list[np.ndarray] | None = None,
+                     forward_preacts: list[np.ndarray | None] | None = None
                      ) -> tuple[float, np.ndarray, np.ndarray, list[np.ndarray] | None,
                                 list[np.ndarray | None] | None]: ...
