@@ -310,3 +310,20 @@ def test_bad_inputs_are_named(case):
             np.ones(H.shape[0]))
     with pytest.raises(ValueError, match="one \\(x, y\\) batch"):
         cv.HessianOperator(model, F.cross_entropy, [(x, y), (x, y)], wrt="inputs")
+
+
+def test_reused_graph_follows_the_model(case):
+    model, x, y, H, dense = case
+    fresh = cv.HessianOperator(model, F.cross_entropy, (x, y), reuse_graph=False)
+    v = np.random.default_rng(4).standard_normal(H.shape[0])
+    assert H.reuse_graph and not fresh.reuse_graph
+    np.testing.assert_allclose(H.matvec(v), fresh.matvec(v), atol=1e-12)
+    w = model.layers[0].weight
+    old = w.data.copy()
+    try:
+        w.data[0, 0] += 0.5                     # an in-place update, as an optimizer step
+        np.testing.assert_allclose(H.matvec(v), fresh.matvec(v), atol=1e-12)
+        assert np.abs(H.matvec(v) - dense @ v).max() > 1e-6
+    finally:
+        w.data[:] = old
+    np.testing.assert_allclose(H.matvec(v), dense @ v, atol=1e-12)

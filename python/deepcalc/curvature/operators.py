@@ -8,7 +8,7 @@ import numpy as np
 
 from ..autodiff.graph import Tensor, wrap
 from ..func.functional import functional_call
-from ..func.transforms import hvp, jvp, vjp
+from ..func.transforms import grad, hvp, jvp, vjp
 
 BATCH_NORM_MODES = (None, "train", "eval")
 
@@ -81,6 +81,7 @@ class CurvatureOperator:
             raise ValueError(f"{op}: wrt must be 'params' or 'inputs', got {wrt!r}")
         self.model, self.loss_fn, self.batch_norm, self.wrt = model, loss_fn, batch_norm, wrt
         self._batches, single = _as_batches(op, batches)
+        self._single = single
         self.n_matvecs = 0
         if wrt == "inputs":
             if not single:
@@ -126,6 +127,8 @@ class CurvatureOperator:
         sub.space = _Space(sub._values)
         sub.shape = (sub.space.size, sub.space.size)
         sub.n_matvecs = 0
+        if "_cache" in sub.__dict__:      # a Hessian's kept graph is of the full variables
+            sub._cache = None
         return sub
 
     @property
@@ -189,15 +192,49 @@ class CurvatureOperator:
 
 
 class HessianOperator(CurvatureOperator):
-    """The Hessian of the loss (averaged over the batches, weighted by batch size):
-    forward-over-reverse HVPs, ``dc.hvp``."""
+    """The Hessian of the loss (averaged over the batches, weighted by batch size).
+
+    Over a loader, each matvec is ``dc.hvp`` per batch (forward over reverse).  Over one
+    batch with ``reuse_graph`` (the default), the gradient is computed once with its graph
+    kept, and each matvec is one reverse pass through that graph (reverse over reverse, as
+    torch's double backprop; about half the cost of forward over reverse).  The graph is
+    rebuilt when any parameter, buffer or the train/eval mode has changed since it was made,
+    so an operator stays right while its model trains."""
+
+    def __init__(self, model, loss_fn, batches, params=None, batch_norm=None, wrt="params",
+                 reuse_graph=True):
+        super().__init__(model, loss_fn, batches, params, batch_norm, wrt)
+        self.reuse_graph = bool(reuse_graph) and self._single
+        self._cache = None
+
+    def _state(self):
+        """The mode and a copy of every array the cached graph depends on."""
+        arrays, seen = [], set()
+        for t in [*self.model.parameters(), *self.model.buffers(), *self._values.values()]:
+            if id(t.data) not in seen:
+                seen.add(id(t.data))
+                arrays.append(np.array(t.data, copy=True))
+        return [self.model.training] + arrays
+
+    def _fresh(self, state):
+        old = self._cache[0]
+        return len(old) == len(state) and old[0] == state[0] and all(
+            a.shape == b.shape and np.array_equal(a, b, equal_nan=True)
+            for a, b in zip(old[1:], state[1:]))
 
     def _batch_matvec(self, x, y, vdict):
         variables = self._values
 
         def loss(p):
             return self.loss_fn(self._forward(p, x), y)
-        _, hv = hvp(loss, (variables,), (vdict,))
+        if not self.reuse_graph:
+            _, hv = hvp(loss, (variables,), (vdict,))
+            return hv
+        state = self._state()
+        if self._cache is None or not self._fresh(state):
+            _, vjp_fn = vjp(grad(loss), variables)
+            self._cache = (state, vjp_fn)
+        (hv,) = self._cache[1](vdict)
         return hv
 
 
