@@ -1,10 +1,12 @@
 // The passes of jacobian.h's contract, written once over a GEMM function: the reference
 // (jacobian_ref.cpp) runs them on the scalar reference GEMM, the fast path (jacobian.cpp) on
-// the dispatched packed GEMM. Element-wise passes are plain OpenMP loops (memory-bound).
+// the dispatched packed GEMM. Element-wise passes are plain OpenMP loops (memory-bound), on one
+// thread below hw::kElementwiseGrain elements (waking a second costs more than it saves).
 #pragma once
 #include <cmath>
 #include <vector>
 
+#include "common/hw.h"
 #include "gemm/activation.h"
 #include "gemm/gemm.h"
 #include "jacobian/jacobian.h"
@@ -65,7 +67,8 @@ class Arena {
 // out[r, j] = in[r, j] * a[r % B, j] over P*B rows of width d.
 template <typename T>
 void rows_times(const T* in, const T* a, T* out, int64_t P, int64_t B, int64_t d, int threads) {
-#pragma omp parallel for collapse(2) num_threads(threads) schedule(static)
+#pragma omp parallel for collapse(2) if (P * B * d > hw::kElementwiseGrain) num_threads(threads) \
+    schedule(static)
   for (int64_t p = 0; p < P; ++p)
     for (int64_t i = 0; i < B; ++i) {
       const T* src = in + (p * B + i) * d;
@@ -108,7 +111,7 @@ void run(const JacobianPenaltyParams<T>& p, gemm_fn<T> gemm, int threads) {
     }
     T* al = a[l] = arena.take(B * d[l]);
     T* a2l = a2[l] = smooth(act) ? arena.take(B * d[l]) : nullptr;
-#pragma omp parallel for num_threads(threads) schedule(static)
+#pragma omp parallel for if (B * d[l] > hw::kElementwiseGrain) num_threads(threads) schedule(static)
     for (int64_t e = 0; e < B * d[l]; ++e) {
       al[e] = act_derivative(s[e], act);
       if (a2l) a2l[e] = act_second_derivative(s[e], act);
@@ -127,7 +130,8 @@ void run(const JacobianPenaltyParams<T>& p, gemm_fn<T> gemm, int threads) {
     g = out;
   }
   double total = 0;
-#pragma omp parallel for reduction(+ : total) num_threads(threads) schedule(static)
+#pragma omp parallel for reduction(+ : total) if (R * d[0] > hw::kElementwiseGrain) \
+    num_threads(threads) schedule(static)
   for (int64_t i = 0; i < B; ++i) {
     double s = 0;
     for (int64_t q = 0; q < P; ++q) {
@@ -160,7 +164,7 @@ void run(const JacobianPenaltyParams<T>& p, gemm_fn<T> gemm, int threads) {
       T* zb = zbar[l] = arena.take(B * d[l]);
       const T* a2l = a2[l];
       const int64_t dl = d[l];
-#pragma omp parallel for num_threads(threads) schedule(static)
+#pragma omp parallel for if (R * dl > hw::kElementwiseGrain) num_threads(threads) schedule(static)
       for (int64_t e = 0; e < B * dl; ++e) {
         const int64_t i = e / dl, j = e % dl;
         T s = 0;
