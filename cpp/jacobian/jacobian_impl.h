@@ -136,6 +136,7 @@ void run(const JacobianPenaltyParams<T>& p, gemm_fn<T> gemm, int threads) {
     double s = 0;
     for (int64_t q = 0; q < P; ++q) {
       const T* ur = p.u + (q * B + i) * d[0];
+#pragma omp simd reduction(+ : s)
       for (int64_t k = 0; k < d[0]; ++k) s += double(ur[k]) * double(ur[k]);
     }
     if (p.sq) p.sq[i] = T(s);
@@ -165,11 +166,15 @@ void run(const JacobianPenaltyParams<T>& p, gemm_fn<T> gemm, int threads) {
       const T* a2l = a2[l];
       const int64_t dl = d[l];
 #pragma omp parallel for if (R * dl > hw::kElementwiseGrain) num_threads(threads) schedule(static)
-      for (int64_t e = 0; e < B * dl; ++e) {
-        const int64_t i = e / dl, j = e % dl;
-        T s = 0;
-        for (int64_t q = 0; q < P; ++q) s += dbar[(q * B + i) * dl + j] * gl[(q * B + i) * dl + j];
-        zb[e] = a2l[e] * s;
+      for (int64_t i = 0; i < B; ++i) {
+        T* zi = zb + i * dl;
+        for (int64_t j = 0; j < dl; ++j) zi[j] = 0;
+        for (int64_t q = 0; q < P; ++q) {
+          const T* dr = dbar + (q * B + i) * dl;
+          const T* gr = gl + (q * B + i) * dl;
+          for (int64_t j = 0; j < dl; ++j) zi[j] += dr[j] * gr[j];
+        }
+        for (int64_t j = 0; j < dl; ++j) zi[j] *= a2l[i * dl + j];
       }
     }
     if (l < L) {
@@ -185,12 +190,11 @@ void run(const JacobianPenaltyParams<T>& p, gemm_fn<T> gemm, int threads) {
     for (int64_t e = 0; e < B * d[l]; ++e)
       zt[e] = (zbar[l] ? zbar[l][e] : T(0)) + (l < top ? hbar[e] * a[l][e] : T(0));
     mm(gemm, d[l], d[l - 1], B, zt, true, h[l - 1], false, p.dw[l - 1], true, threads);
-    if (T* db = p.db[l - 1]) {
-      for (int64_t j = 0; j < d[l]; ++j) {
-        double s = 0;
-        for (int64_t i = 0; i < B; ++i) s += zt[i * d[l] + j];
-        db[j] = T(s);
-      }
+    if (T* db = p.db[l - 1]) {  // column sums, row by row (contiguous), in double
+      std::vector<double> acc(d[l], 0.0);
+      for (int64_t i = 0; i < B; ++i)
+        for (int64_t j = 0; j < d[l]; ++j) acc[j] += zt[i * d[l] + j];
+      for (int64_t j = 0; j < d[l]; ++j) db[j] = T(acc[j]);
     }
     if (l > 1) mm(gemm, B, d[l - 1], d[l], zt, false, p.w[l - 1], false, hbar, false, threads);
   }
