@@ -38,6 +38,26 @@ def test_exact_mode_is_the_frobenius_norm_of_the_jacobian(rng):
                                rtol=1e-12)
 
 
+def test_exact_mode_takes_jvps_when_the_input_is_smaller(rng, monkeypatch):
+    """3 inputs, 7 outputs: 'exact' sums ||J e_i||^2 over 3 JVPs; value by hand, gradient in
+    the weights by finite differences."""
+    import deepcalc.regularize.jacobian as jr
+    calls = []
+    orig = jr._exact_forward
+    monkeypatch.setattr(jr, "_exact_forward", lambda *a: calls.append(1) or orig(*a))
+    model = _tanh_mlp((3, 8, 7))
+    x = rng.standard_normal((4, 3))
+    np.testing.assert_allclose(JacobianRegularizer(2.0, mode="exact")(model, x).item(),
+                               _exact_np(model, x).mean(), rtol=1e-12)
+    assert calls
+
+    def f(w1, w2):
+        return jacobian_norm_sq(lambda z: dc.tanh(z @ w1.T) @ w2.T, dc.tensor(x),
+                                mode="exact").sum()
+    assert gradcheck(f, [dc.tensor(rng.standard_normal(s), requires_grad=True)
+                         for s in ((5, 3), (7, 5))])
+
+
 def test_reverse_estimate_is_unbiased_10000_single_projections(rng):
     """The mean of 10,000 single-projection estimates C ||v^T J||^2 (v on the sphere) lies
     within 1% of the exact ||J||_F^2 (seeded; every sample of a random tanh MLP)."""

@@ -5,15 +5,18 @@ output, per sample, and the penalty lam / 2 * mean_i ||J(x_i)||_F^2.
 Estimators (each unbiased for ||J||_F^2; their cost and variance decide which wins):
 
 * ``'reverse'``: C / n_proj * sum_p ||v_p^T J||^2, v_p uniform on the unit sphere of R^C (a
-  Gaussian normalized per sample), as in the paper.  One VJP per projection: cheapest when the
-  output is small (classifiers).  With s_k the squared singular values of J,
-  Var = (2 / n_proj) (C sum s_k^2 - (sum s_k)^2) / (C + 2): 0 when all s_k are equal, never more
-  than 2 C / (C + 2) ||J||_F^4 / n_proj.
+  Gaussian normalized per sample), as in the paper.  One VJP per projection.  With s_k the
+  squared singular values of J (sum s_k = ||J||_F^2),
+  Var = (2 / n_proj) (C sum s_k^2 - (sum s_k)^2) / (C + 2): 0 when all s_k are equal, at most
+  2 (C - 1) / (C + 2) ||J||_F^4 / n_proj.
 * ``'forward'``: 1 / n_proj * sum_p ||J u_p||^2 with u_p ~ N(0, I) in input space.  One JVP per
-  projection: cheaper when the input is smaller than the output.  Var = (2 / n_proj) sum s_k^2
-  = 2 ||J^T J||_F^2 / n_proj (between 2/rank and 2 times ||J||_F^4 / n_proj): never less than
-  the reverse estimator's when the input is at least as large as the output.
-* ``'exact'``: sum_c ||d f_c / dx||^2, one VJP per output (C of them), no variance.
+  projection.  Var = (2 / n_proj) sum s_k^2 = 2 ||J^T J||_F^2 / n_proj, always above the
+  reverse estimator's (by the factor (C + 2) / C at least), so per projection 'reverse' is the
+  better estimator; 'forward' is the one to take where a JVP is cheaper than a VJP (no reverse
+  graph to keep: long chains, little memory) or where the model has forward-mode rules only.
+* ``'exact'``: ||J||_F^2 column by column: one VJP per output when C <= the input size,
+  else one JVP per input feature (forward mode wins when the input is smaller than the
+  output); no variance.
 
 Every path is differentiable in the parameters (the penalty's gradient is a second-order
 quantity).  ``JacobianRegularizer`` on an MLP (``nn.MLP``, a ``Sequential`` of Linear +
@@ -102,6 +105,9 @@ def jacobian_norm_sq(model_or_fn, x, n_proj: int = 1, mode: str = "reverse", gen
         xw = watch(x)
         out = _output(op, model_or_fn, xw)
         C = out.shape[1]
+        n_in = int(np.prod(x.shape[1:]))
+        if mode == "exact" and n_in < C:   # fewer JVPs (one per input) than VJPs (one per output)
+            return _exact_forward(op, model_or_fn, x, n_in, graph)
         if mode == "reverse":
             vs = sphere_projections(gen, n_proj, B, C, out.dtype)
             cots, factor = [Tensor(v) for v in vs], C / n_proj
@@ -119,6 +125,20 @@ def jacobian_norm_sq(model_or_fn, x, n_proj: int = 1, mode: str = "reverse", gen
     if total is None:
         return Tensor(np.zeros(B, out.dtype))
     return total * factor if graph else total.detach() * factor
+
+
+def _exact_forward(op, f, x, n_in, graph):
+    """sum_i ||J e_i||^2 over the input features i (one JVP each, the same feature of every
+    sample at once)."""
+    B, total = x.shape[0], None
+    for i in range(n_in):
+        t = np.zeros((B, n_in), x.dtype)
+        t[:, i] = 1
+        with enable_grad():
+            _, jt = jvp(lambda z: _output(op, f, z), (x,), (Tensor(t.reshape(x.shape)),))
+        sq = sum(jt * jt, axis=1)
+        total = sq if total is None else total + sq
+    return total if graph else total.detach()
 
 
 def mlp_chain(model):
