@@ -145,6 +145,9 @@ def run_one(task, width, n, wd, steps, seed):
         "lambda_min_H": float(lam_h[-1]),
         "count_H": _count(lam_h, lmax), "count_G": _count(lam_g, float(lam_g[0])),
         "count_K": _count(lam_k, float(lam_k[0])), "feature_rank": _count(sv2, sv2[0]),
+        "count_H_1e-2": int(np.sum(lam_h > 1e-2 * lmax)),
+        "count_G_1e-2": int(np.sum(lam_g > 1e-2 * lam_g[0])),
+        "feature_rank_1e-2": int(np.sum(sv2 > 1e-2 * sv2[0])),
         "outputs": n * c, "effective_dim_H": cv.effective_dimension(lam_h, z=z),
         "effective_dim_G": cv.effective_dimension(lam_g, z=z),
         "H_minus_G_rel": float(np.linalg.norm(H - G) / np.linalg.norm(H)),
@@ -183,12 +186,17 @@ def _plot(out, rows, arrays):
     for r in rows:
         mk = {"teacher": "o", "digits": "s"}[r["task"]]
         col = "C0" if r["weight_decay"] == 0 else "C3"
-        ax.scatter(r["feature_rank"], r["count_H"], marker=mk, color=col, s=20 + r["n"] / 4)
-    lim = max(max(r["feature_rank"] for r in rows), max(r["count_H"] for r in rows)) + 2
-    ax.plot([0, lim], [0, lim], "k:", lw=0.8)
-    ax.set_xlabel("feature rank (hidden activations)")
-    ax.set_ylabel(f"Hessian eigenvalues > {REL:g} lambda_max")
-    ax.set_title("o teacher, s digits; red: weight decay; size ~ N")
+        size = 15 + r["n"] / 4
+        ax.scatter(r["feature_rank"], r["count_H"], marker=mk, color=col, s=size)
+        ax.scatter(r["feature_rank"], r["count_G"], marker=mk, facecolors="none",
+                   edgecolors=col, s=size)
+    lim = max(max(r["feature_rank"] for r in rows), max(r["count_H"] for r in rows)) * 1.5
+    ax.plot([1, lim], [1, lim], "k:", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(f"feature rank (hidden activations, {REL:g})")
+    ax.set_ylabel(f"eigenvalues > {REL:g} lambda_max (filled H, hollow GGN)")
+    ax.set_title("o teacher, s digits; red: weight decay; size ~ N", fontsize=9)
     paths.append(_save(fig, os.path.join(out, "counts.png")))
     # 3: SLQ density against the dense spectrum
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -239,7 +247,8 @@ def main(args) -> int:
               f"count H {r['count_H']:4} G {r['count_G']:4} K {r['count_K']:4} features "
               f"{r['feature_rank']:4}  ({r['seconds']:.1f} s)")
     keys = ["task", "width", "n", "weight_decay", "params", "final_loss", "lambda_max_H",
-            "count_H", "count_G", "count_K", "feature_rank", "outputs", "effective_dim_H",
+            "count_H", "count_G", "count_K", "feature_rank", "count_H_1e-2", "count_G_1e-2",
+            "feature_rank_1e-2", "outputs", "effective_dim_H",
             "H_minus_G_rel", "lanczos_top5_rel_err", "slq_trace_rel_err"]
     table = markdown_table(keys, [[r[k] for k in keys] for r in rows])
     try:
