@@ -213,7 +213,6 @@ def _plot(out, rows, arrays):
         if r["task"] == "teacher" and r["n"] == rows[0]["n"]:
             s = a["slice"]
             ax.plot(s.alphas, s.losses, label=f"width {r['width']}, wd {r['weight_decay']:g}")
-    ax.set_yscale("log")
     ax.set_xlabel("alpha (filter-normalized direction)")
     ax.set_ylabel("training loss")
     ax.legend(fontsize=7)
