@@ -27,6 +27,14 @@ def as_operator(op, name: str):
     return (lambda v: np.asarray(op.matvec(v), np.float64)), int(n)
 
 
+def basis_dtype(op):
+    """float32 for an operator over float32 variables (its products carry float32 precision,
+    and the basis's memory traffic, which dominates a Lanczos step for large n, halves);
+    float64 otherwise."""
+    space = getattr(op, "space", None)
+    return np.float32 if space is not None and space.dtype == np.float32 else np.float64
+
+
 def _rng(generator):
     if generator is None:
         return default_generator()
@@ -105,7 +113,7 @@ def _error_bound(theta, res, kk):
     return np.minimum(res[:kk], res[:kk] ** 2 / np.maximum(gaps, 1e-300))
 
 
-def _extreme(matvec, n, k, which, tol, max_iter, basis, generator, name):
+def _extreme(matvec, n, k, which, tol, max_iter, basis, generator, name, dtype=np.float64):
     """Thick-restart Lanczos for the k eigenvalues at one end ('LA' largest, 'SA' smallest).
 
     The basis V (m rows) and the projected matrix H = V^T A V are kept; after a sweep the
@@ -121,7 +129,7 @@ def _extreme(matvec, n, k, which, tol, max_iter, basis, generator, name):
     keep = min(m - 1, max(k + (m - k) // 2, k))
     max_iter = max_iter or max(20 * m, 300)
     rng = _rng(generator)
-    V = np.zeros((m + 1, n))
+    V = np.zeros((m + 1, n), dtype=dtype)
     H = np.zeros((m + 1, m + 1))
     v = rng.standard_normal(n)
     V[0] = v / _norm(v)
@@ -129,7 +137,7 @@ def _extreme(matvec, n, k, which, tol, max_iter, basis, generator, name):
     while True:
         j = start
         while True:
-            w = sign * matvec(V[j])
+            w = (sign * matvec(V[j])).astype(dtype, copy=False)
             used += 1
             w, h = _orthogonalize(V, j + 1, w)
             H[: j + 1, j] = h
@@ -196,7 +204,9 @@ def bottom_eigenvalues(op, k=1, tol=1e-3, max_iter=None, generator=None, basis=N
 
 def _public(op, k, which, tol, max_iter, basis, generator, return_info, name):
     matvec, n = as_operator(op, name)
-    vals, vecs, info = _extreme(matvec, n, k, which, tol, max_iter, basis, generator, name)
+    vals, vecs, info = _extreme(matvec, n, k, which, tol, max_iter, basis, generator, name,
+                                basis_dtype(op))
+    vecs = vecs.astype(np.float64)
     if not info["converged"]:
         import warnings
         warnings.warn(f"{name}: not converged after {info['matvecs']} matvecs (largest "
