@@ -75,7 +75,8 @@ def torch_cases(x, y):
             xg = xt.clone().requires_grad_(n_proj > 0)
             out = model(xg)
             loss = torch.nn.functional.cross_entropy(out, yt)
-            for _ in range(n_proj):  # the reference code's loop (facebookresearch/jacobian_regularizer)
+            # the loop of the reference code (facebookresearch/jacobian_regularizer)
+            for _ in range(n_proj):
                 v = torch.randn_like(out)
                 v = v / v.norm(dim=1, keepdim=True)
                 (jv,) = torch.autograd.grad(out, xg, v, create_graph=True, retain_graph=True)

@@ -27,7 +27,9 @@ inline T act_second_derivative(T s, Activation act) {
   }
 }
 
-inline bool smooth(Activation a) { return a == Activation::Tanh || a == Activation::Sigmoid || a == Activation::GELU; }
+inline bool smooth(Activation a) {
+  return a == Activation::Tanh || a == Activation::Sigmoid || a == Activation::GELU;
+}
 
 // c = alpha op(a) op(b) (+ c when accumulate): a row-major (m, k) or (k, m) if ta; b (k, n) or
 // (n, k) if tb.

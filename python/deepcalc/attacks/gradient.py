@@ -32,7 +32,8 @@ def _prepare(op, model, x, y, clip):
         raise TypeError(f"{op}: model must be callable, got {type(model).__name__}")
     x = as_tensor(x, op=op)
     if x.ndim < 1 or x.dtype.kind != "f":
-        raise ValueError(f"{op}: x must be a float batch (B, ...), got shape {x.shape} dtype {x.dtype}")
+        raise ValueError(f"{op}: x must be a float batch (B, ...), got shape {x.shape} dtype "
+                         f"{x.dtype}")
     y = np.asarray(getattr(y, "data", y))
     if y.shape != (x.shape[0],) or y.dtype.kind not in "iu":
         raise ValueError(f"{op}: y must be integer labels of shape ({x.shape[0]},) for x "

@@ -200,7 +200,8 @@ def _forward_from_graph(out, raw, acts, x):
         w, b, std = raw[l]
         if node is None or node.prim.name != "linear" or node.inputs[1] is not w \
                 or node.params["activation"] != acts[l] \
-                or (b is None) != (len(node.inputs) == 2) or (b is not None and node.inputs[2] is not b):
+                or (b is None) != (len(node.inputs) == 2) \
+                or (b is not None and node.inputs[2] is not b):
             return None
         ys[l] = node.out_data
         zs[l] = node.saved if acts[l] == "gelu" else None
