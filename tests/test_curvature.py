@@ -304,7 +304,7 @@ def test_bad_inputs_are_named(case):
     with pytest.raises(ValueError, match="k must be an integer"):
         cv.top_eigenvalues(H, k=0)
     with pytest.raises(ValueError, match="method must be one of"):
-        cv.trace(H, method="exact")
+        cv.trace(H, method="diagonal")
     with pytest.raises(TypeError, match="reduction='none'"):
         cv.FisherOperator(model, lambda o, t: F.cross_entropy(o, t), (x, y)).matvec(
             np.ones(H.shape[0]))
@@ -327,3 +327,32 @@ def test_reused_graph_follows_the_model(case):
     finally:
         w.data[:] = old
     np.testing.assert_allclose(H.matvec(v), dense @ v, atol=1e-12)
+
+
+def test_exact_layerwise_trace():
+    model = _net((4, 6, 5, 3))
+    x, y = _data()
+    H = cv.HessianOperator(model, F.cross_entropy, [(dc.tensor(x.data[:7]), y[:7]),
+                                                   (dc.tensor(x.data[7:]), y[7:])])
+    dense = H.to_dense()
+    est = cv.trace(H, method="exact")
+    assert est.value == pytest.approx(np.trace(dense), rel=1e-10)
+    assert est.matvecs == 2 * (6 + 5 + 3) and est.ci == (est.value, est.value)
+    sub = H.restrict(["layer1.weight"])
+    a, b = H.space.offsets[2], H.space.offsets[3]
+    assert cv.trace(sub, method="exact").value == pytest.approx(np.trace(dense[a:b, a:b]),
+                                                                rel=1e-10)
+    # a Sequential with separate activation modules, eval-mode BatchNorm and muP multipliers
+    dc.manual_seed(1)
+    seq = dc.nn.Sequential(dc.nn.Linear(4, 5, dtype=np.float64, weight_multiplier=0.5,
+                                        bias_multiplier=2.0),
+                           dc.nn.BatchNorm1d(5, affine=False, dtype=np.float64), dc.nn.ReLU(),
+                           dc.nn.Linear(5, 3, dtype=np.float64))
+    Hs = cv.HessianOperator(seq, F.cross_entropy, (x, y), batch_norm="eval")
+    assert cv.trace(Hs, method="exact").value == pytest.approx(np.trace(Hs.to_dense()),
+                                                               rel=1e-10)
+    with pytest.raises(ValueError, match="training mode couples"):
+        cv.trace(cv.HessianOperator(seq, F.cross_entropy, (x, y), batch_norm="train"),
+                 method="exact")
+    with pytest.raises(TypeError, match="needs a HessianOperator"):
+        cv.trace(cv.GGNOperator(model, F.cross_entropy, (x, y)), method="exact")

@@ -1,7 +1,8 @@
 """Trace of a symmetric operator from matvecs: Hutchinson's estimator (Rademacher probes,
 E[z^T A z] = tr A) and Hutch++ (Meyer, Musco, Musco & Woodruff 2021: the trace of a
 sketched top subspace exactly, Hutchinson on the rest), each with a confidence interval and
-probing until the interval is narrow enough."""
+probing until the interval is narrow enough; and, for chains of Linear layers, the exact trace
+layer by layer (curvature/exact.py)."""
 from __future__ import annotations
 
 import math
@@ -11,7 +12,7 @@ import numpy as np
 
 from .lanczos import _combine, _dot, _project, _rng, as_operator
 
-METHODS = ("hutch++", "hutchinson")
+METHODS = ("hutch++", "hutchinson", "exact")
 
 
 @dataclass
@@ -77,6 +78,10 @@ def trace(op, tol=1e-2, method="hutch++", max_probes=1000, min_probes=10, sketch
       (I - QQ^T) A (I - QQ^T); the interval covers the random part only.  It gains over
       Hutchinson when a few eigenvalues dominate ||A||_F (the variance of Hutchinson is
       2 ||A||_F^2 minus the diagonal's share; Hutch++'s is that of the deflated residual).
+    * 'exact': for a ``HessianOperator`` of a chain of Linear layers (MLP / Sequential) whose
+      samples do not interact, the trace layer by layer (``exact.layerwise_trace``), one HVP
+      per output unit of each Linear (``matvecs`` counts them; each runs only the layers
+      above it).
     Returns a ``TraceEstimate``."""
     matvec, n = as_operator(op, "trace")
     if method not in METHODS:
@@ -85,6 +90,12 @@ def trace(op, tol=1e-2, method="hutch++", max_probes=1000, min_probes=10, sketch
         raise ValueError(f"trace: tol must be > 0, got {tol}")
     if not isinstance(max_probes, (int, np.integer)) or max_probes < 2:
         raise ValueError(f"trace: max_probes must be an integer >= 2, got {max_probes!r}")
+    if method == "exact":
+        from .exact import layerwise_trace
+        before = getattr(op, "n_matvecs", 0)
+        value = layerwise_trace(op)
+        return TraceEstimate(value, (value, value), confidence, op.n_matvecs - before, method,
+                             value, np.zeros(0))
     z = _z(confidence)
     rng = _rng(generator)
     min_probes = max(2, min(min_probes, max_probes))
