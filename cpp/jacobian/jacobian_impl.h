@@ -4,6 +4,7 @@
 // thread below hw::kElementwiseGrain elements (waking a second costs more than it saves).
 #pragma once
 #include <cmath>
+#include <stdexcept>
 #include <vector>
 
 #include "common/hw.h"
@@ -50,12 +51,13 @@ void mm(gemm_fn<T> gemm, int64_t m, int64_t n, int64_t k, const T* a, bool ta, c
 template <typename T>
 class Arena {
  public:
-  explicit Arena(int64_t total) {
+  explicit Arena(int64_t total) : total_(total) {
     static thread_local std::vector<T> block;
     if (int64_t(block.size()) < total) block.resize(total);
     base_ = block.data();
   }
   T* take(int64_t n) {
+    if (used_ + n > total_) throw std::logic_error("jacobian_penalty: scratch size miscounted");
     T* p = base_ + used_;
     used_ += n;
     return p;
@@ -63,7 +65,7 @@ class Arena {
 
  private:
   T* base_ = nullptr;
-  int64_t used_ = 0;
+  int64_t used_ = 0, total_ = 0;
 };
 
 // out[r, j] = in[r, j] * a[r % B, j] over P*B rows of width d.
