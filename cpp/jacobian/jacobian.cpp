@@ -1,21 +1,16 @@
-// Fast path of the fused Jacobian penalty: jacobian_impl.h's passes on the dispatched packed
-// GEMM (AVX2 / AVX-512 microkernels of cpp/gemm), and the FLOP count benchmarks report against.
-#include "jacobian/jacobian_impl.h"
+// The FLOP count of the fused Jacobian penalty's GEMMs, which benchmarks report against.
+#include "jacobian/jacobian.h"
 
 namespace deepcalc {
 
-void jacobian_penalty_f32_fast(const JacobianPenaltyParams<float>& p, int threads) {
-  jacobian_detail::run<float>(p, gemm_f32(), threads);
-}
-void jacobian_penalty_f64_fast(const JacobianPenaltyParams<double>& p, int threads) {
-  jacobian_detail::run<double>(p, gemm_f64(), threads);
-}
-
-// GEMMs of run(): forward B d_{l-1} d_l per layer; projection chain R d_{l-1} d_l; with grads,
-// dW (R) and dbar (R, all but a non-smooth last layer), plus the forward adjoint (dW and hbar,
-// B rows) from the highest smooth layer down.
+// GEMMs of run() (jacobian_impl.h): forward B d_{l-1} d_l per layer; projection chain
+// R d_{l-1} d_l; with grads, dW (R) and dbar (R, all but a non-smooth last layer), plus the
+// forward adjoint (dW and hbar, B rows) from the highest smooth layer down.
 double jacobian_penalty_flops(int64_t B, int64_t P, int64_t L, const int64_t* dims,
                               const Activation* act, bool grads) {
+  auto smooth = [](Activation a) {
+    return a == Activation::Tanh || a == Activation::Sigmoid || a == Activation::GELU;
+  };
   const double R = double(P) * double(B);
   double macs = 0;
   int64_t top = 0;
@@ -23,7 +18,7 @@ double jacobian_penalty_flops(int64_t B, int64_t P, int64_t L, const int64_t* di
     const double layer = double(dims[l - 1]) * double(dims[l]);
     macs += (B + R) * layer;
     if (!grads) continue;
-    const bool is_smooth = jacobian_detail::smooth(act[l - 1]);
+    const bool is_smooth = smooth(act[l - 1]);
     if (is_smooth) top = l;
     macs += R * layer * ((l == L && !is_smooth) ? 1 : 2);
   }

@@ -51,11 +51,13 @@ using jacobian_penalty_fn = void (*)(const JacobianPenaltyParams<T>& p, int thre
 // Scalar reference: the algorithm above on the reference GEMM (double accumulation).
 void jacobian_penalty_f32_ref(const JacobianPenaltyParams<float>& p, int threads);
 void jacobian_penalty_f64_ref(const JacobianPenaltyParams<double>& p, int threads);
-// Fast path: the same passes on the dispatched packed GEMM of cpp/gemm.
-void jacobian_penalty_f32_fast(const JacobianPenaltyParams<float>& p, int threads);
-void jacobian_penalty_f64_fast(const JacobianPenaltyParams<double>& p, int threads);
+// The same passes on the dispatched packed GEMM of cpp/gemm, compiled per instruction set.
+void jacobian_penalty_f32_avx2(const JacobianPenaltyParams<float>& p, int threads);
+void jacobian_penalty_f64_avx2(const JacobianPenaltyParams<double>& p, int threads);
+void jacobian_penalty_f32_avx512(const JacobianPenaltyParams<float>& p, int threads);
+void jacobian_penalty_f64_avx512(const JacobianPenaltyParams<double>& p, int threads);
 
-// Chosen once from cpu_capability() (jacobian_dispatch.cpp): scalar -> reference.
+// Chosen once from cpu_capability() (jacobian_dispatch.cpp).
 jacobian_penalty_fn<float> jacobian_penalty_f32();
 jacobian_penalty_fn<double> jacobian_penalty_f64();
 

@@ -1,5 +1,4 @@
-// Picks the fused Jacobian-penalty kernel for this CPU once, through pick() (common/cpu.h): the
-// fast path wherever the packed GEMM has an AVX2 or AVX-512 kernel, the reference otherwise.
+// Picks the fused Jacobian-penalty kernel for this CPU once, through pick() (common/cpu.h).
 #include "common/cpu.h"
 #include "jacobian/jacobian.h"
 
@@ -7,13 +6,13 @@ namespace deepcalc {
 
 jacobian_penalty_fn<float> jacobian_penalty_f32() {
   static const auto fn = pick<jacobian_penalty_fn<float>>(
-      &jacobian_penalty_f32_fast, &jacobian_penalty_f32_fast, &jacobian_penalty_f32_ref);
+      &jacobian_penalty_f32_avx512, &jacobian_penalty_f32_avx2, &jacobian_penalty_f32_ref);
   return fn;
 }
 
 jacobian_penalty_fn<double> jacobian_penalty_f64() {
   static const auto fn = pick<jacobian_penalty_fn<double>>(
-      &jacobian_penalty_f64_fast, &jacobian_penalty_f64_fast, &jacobian_penalty_f64_ref);
+      &jacobian_penalty_f64_avx512, &jacobian_penalty_f64_avx2, &jacobian_penalty_f64_ref);
   return fn;
 }
 

@@ -1,8 +1,9 @@
-// The passes of jacobian.h's contract, written once over a GEMM function: the reference
-// (jacobian_ref.cpp) runs them on the scalar reference GEMM, the fast path (jacobian.cpp) on
-// the dispatched packed GEMM. Element-wise passes are plain OpenMP loops (memory-bound), on one
-// thread below hw::kElementwiseGrain elements (waking a second costs more than it saves).
-#pragma once
+// The passes of jacobian.h's contract, written once over a GEMM function and compiled once per
+// instruction set: the including file names the namespace (DEEPCALC_JACOBIAN_NS) so that each
+// compilation's functions stay its own. The reference (jacobian_ref.cpp) runs the passes on the
+// scalar reference GEMM with baseline flags; jacobian_avx2.cpp / jacobian_avx512.cpp on the
+// dispatched packed GEMM, their element-wise passes (OpenMP loops, memory-bound) vectorized for
+// that ISA; on one thread below hw::kElementwiseGrain elements (waking a second costs more).
 #include <cmath>
 #include <stdexcept>
 #include <vector>
@@ -12,7 +13,11 @@
 #include "gemm/gemm.h"
 #include "jacobian/jacobian.h"
 
-namespace deepcalc::jacobian_detail {
+#ifndef DEEPCALC_JACOBIAN_NS
+#error "define DEEPCALC_JACOBIAN_NS (a namespace per compilation) before including jacobian_impl.h"
+#endif
+
+namespace deepcalc::DEEPCALC_JACOBIAN_NS {
 
 // d act'(z) / dz from the saved operand (y for relu/tanh/sigmoid, z for gelu):
 //   tanh: a = 1 - y^2 -> -2 y (1 - y^2);  sigmoid: a = y (1 - y) -> a (1 - 2y);
@@ -204,4 +209,4 @@ void run(const JacobianPenaltyParams<T>& p, gemm_fn<T> gemm, int threads) {
   }
 }
 
-}  // namespace deepcalc::jacobian_detail
+}  // namespace deepcalc::DEEPCALC_JACOBIAN_NS
