@@ -207,20 +207,23 @@ class HessianOperator(CurvatureOperator):
         self.reuse_graph = bool(reuse_graph) and self._single
         self._cache = None
 
-    def _state(self):
-        """The mode and a copy of every array the cached graph depends on."""
+    def _arrays(self):
+        """Every array the kept graph depends on (parameters, buffers, the variables)."""
         arrays, seen = [], set()
         for t in [*self.model.parameters(), *self.model.buffers(), *self._values.values()]:
             if id(t.data) not in seen:
                 seen.add(id(t.data))
-                arrays.append(np.array(t.data, copy=True))
-        return [self.model.training] + arrays
+                arrays.append(t.data)
+        return arrays
 
-    def _fresh(self, state):
-        old = self._cache[0]
-        return len(old) == len(state) and old[0] == state[0] and all(
+    def _fresh(self):
+        """Whether the kept graph was built from the current mode and values (compared with
+        the copies taken then; no copy is made while they agree)."""
+        mode, old = self._cache[0]
+        now = self._arrays()
+        return mode == self.model.training and len(old) == len(now) and all(
             a.shape == b.shape and np.array_equal(a, b, equal_nan=True)
-            for a, b in zip(old[1:], state[1:]))
+            for a, b in zip(old, now))
 
     def _batch_matvec(self, x, y, vdict):
         variables = self._values
@@ -230,9 +233,9 @@ class HessianOperator(CurvatureOperator):
         if not self.reuse_graph:
             _, hv = hvp(loss, (variables,), (vdict,))
             return hv
-        state = self._state()
-        if self._cache is None or not self._fresh(state):
+        if self._cache is None or not self._fresh():
             _, vjp_fn = vjp(grad(loss), variables)
+            state = (self.model.training, [np.array(a, copy=True) for a in self._arrays()])
             self._cache = (state, vjp_fn)
         (hv,) = self._cache[1](vdict)
         return hv
