@@ -23,7 +23,8 @@ __version__ = "0.1.0"
 
 # Loaded on first use (``dc.impact``, ...): they are not needed by every program, and
 # distributed imports mpi4py when there is one.
-_LAZY_SUBPACKAGES = ("diagnose", "distributed", "experiments", "impact")
+_LAZY_SUBPACKAGES = ("attacks", "curvature", "diagnose", "distributed", "experiments", "impact",
+                     "regularize")
 
 
 def __getattr__(name):
