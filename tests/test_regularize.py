@@ -248,3 +248,29 @@ def test_regularizer_reuses_the_forward_of_out(kind, rng):
     reg = JacobianRegularizer(0.5)
     reg(model, x, out=other(x))
     assert not reg.reused_forward
+
+
+def test_fused_penalty_under_distributed_data_parallel_of_one():
+    """DistributedDataParallel (a world of one, in process) around an MLP: the fused path
+    applies to the wrapped chain, reuses the wrapper's forward, and trains exactly as the
+    plain model does."""
+    from deepcalc import distributed as D
+    r = np.random.default_rng(0)
+    x, y = r.standard_normal((32, 6)), r.integers(0, 3, 32)
+
+    def train(wrap):
+        model = _tanh_mlp((6, 12, 3), seed=4)
+        net = D.DistributedDataParallel(model, bucket_mb=1e-4) if wrap else model
+        opt = dc.optim.SGD(model.parameters(), lr=0.1)
+        reg = JacobianRegularizer(0.5, generator=np.random.default_rng(1))
+        for _ in range(3):
+            out = net(dc.tensor(x))
+            loss = F.cross_entropy(out, y) + reg(net, dc.tensor(x), out=out)
+            opt.zero_grad()
+            loss.backward()
+            if wrap:
+                net.synchronize()
+            opt.step()
+            assert reg.last_path == "fused" and reg.reused_forward
+        return np.concatenate([p.data.ravel() for p in model.parameters()])
+    np.testing.assert_allclose(train(True), train(False), rtol=0, atol=1e-12)

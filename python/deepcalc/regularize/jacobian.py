@@ -150,7 +150,8 @@ def mlp_chain(model):
 def _chain(model):
     """(weights, biases, activations) of a model that is a chain of Linear layers with
     element-wise activations (``nn.MLP``, ``nn.Linear``, ``Sequential`` of Linear, ReLU / Tanh /
-    Sigmoid / GELU, Identity, Dropout in eval mode, nested; a ``Standardize`` before the first
+    Sigmoid / GELU, Identity, Dropout in eval mode, nested, or wrapped in
+    ``dc.distributed.DistributedDataParallel``; a ``Standardize`` before the first
     Linear is folded into it: W' = W / std, b' = b - W' mean, as differentiable ops), or None
     for any other model (the fused Jacobian kernel applies exactly to the chains this returns)."""
     layers, pending, raw = [], [], []
@@ -177,6 +178,8 @@ def _chain(model):
             return False
         if isinstance(m, (Sequential, MLP)):
             return all(walk(c) for c in m._modules.values())
+        if type(m).__name__ == "DistributedDataParallel":  # its forward is its module's
+            return walk(m.module)
         if isinstance(m, Identity) or (isinstance(m, Dropout) and (not m.training or m.p == 0)):
             return True
         name = getattr(m, "fused_name", None)
