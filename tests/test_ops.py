@@ -20,6 +20,7 @@ from deepcalc.ops.rnn import rnn_sequence
 from deepcalc.testing import gradcheck, gradgradcheck
 
 from conftest import assert_jvp_vjp_consistent, cpu_path_env, make_array, noncontiguous
+from test_regularize_kernel import OPS_ROWS as JACOBIAN_PENALTY_ROWS
 
 _erf = np.vectorize(math.erf, otypes=[np.float64])
 
@@ -235,7 +236,7 @@ OPS = [
      lambda x, g, b: _np_norm(x, (-1,)) * g + b, [((2, 3, 4), "n"), ((4,), "p"), ((4,), "n")]),
     ("layer_norm_plain", F.layer_norm, lambda x: _np_norm(x, (-1,)), [((3, 5), "n")]),
     # the fused MLP Jacobian penalty (rows built in test_regularize_kernel.py)
-    *__import__("test_regularize_kernel").OPS_ROWS,
+    *JACOBIAN_PENALTY_ROWS,
     # the RNN recurrence h_t = act(p_t + h_{t-1} W^T) and its BPTT primitive (ops/rnn.py)
     ("rnn_sequence_tanh", lambda p, h, w: rnn_sequence(p, h, w, "tanh"), _rnn_ref("tanh"),
      [((4, 2, 3), "n"), ((2, 3), "n"), ((3, 3), "n")]),
