@@ -61,7 +61,8 @@ assert 'sitecustomize' in sys.modules and c.__file__.startswith('$STAGE/'), c.__
 print('sanitized', c.__file__, 'capability', c.cpu_capability())"
 
 tests=(tests/test_gemm_kernels.py tests/test_gemm_direct.py tests/test_norm_kernels.py
-       tests/test_optim_kernels.py tests/test_memory.py)
+       tests/test_norm_jvp_kernels.py tests/test_optim_kernels.py tests/test_memory.py
+       tests/test_regularize_kernel.py tests/test_impact.py)
 tests+=(tests/test_kernel*.py)   # nullglob: none yet is fine
 rc=0
 "$PY" -m pytest -p no:cacheprovider "${tests[@]}" "$@" || rc=$?
