@@ -11,15 +11,19 @@ import statistics
 import time
 
 
-def alternate(fns, rounds, inner=1, warmup=3):
+def alternate(fns, rounds, inner=1, warmup=3, pause=0.0):
     """Time each callable of ``fns`` (name -> fn) for ``rounds`` rounds of ``inner`` calls, all
-    callables taking turns within each round. Returns name -> seconds per call, one per round."""
+    callables taking turns within each round, with an untimed ``pause`` (seconds) before each
+    turn (another library's thread pool may still be spinning). Returns name -> seconds per call,
+    one per round."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()
     times = {name: [] for name in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
+            if pause:
+                time.sleep(pause)
             t0 = time.perf_counter()
             for _ in range(inner):
                 fn()

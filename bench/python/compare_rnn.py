@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import numpy as np
-from _timing import ratio
+from _timing import alternate, ratio
 
 import deepcalc as dc
 
@@ -62,22 +61,6 @@ def make_pair(T, N, I, H, nonlinearity, backward, rng):
     return run_dc, run_torch
 
 
-def time_turns(fns, rounds, inner, warmup=3):
-    """name -> seconds per call, one per round; a 0.3 s pause (untimed) before each turn."""
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    times = {name: [] for name in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            time.sleep(0.3)
-            t0 = time.perf_counter()
-            for _ in range(inner):
-                fn()
-            times[name].append((time.perf_counter() - t0) / inner)
-    return times
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
@@ -93,7 +76,7 @@ def main():
     for name, T, N, I, H, act, backward in CASES:
         run_dc, run_torch = make_pair(T, N, I, H, act, backward, rng)
         fns = {"dc": run_dc} if run_torch is None else {"dc": run_dc, "torch": run_torch}
-        times = time_turns(fns, args.rounds, args.inner)
+        times = alternate(fns, args.rounds, args.inner, pause=0.3)
         t_dc = statistics.median(times["dc"]) * 1e3
         if run_torch is None:
             print(f"{name:<30}{t_dc:>13.3f}{'-':>11}{'-':>24}")

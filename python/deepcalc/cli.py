@@ -324,12 +324,8 @@ def _plot(history, path):
         ax.set_xlabel("epoch")
         ax.set_title(title)
         ax.legend()
-    fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    from .results import save_figure
+    return save_figure(fig, path)
 
 
 def calculus_command(args) -> int:

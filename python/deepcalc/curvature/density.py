@@ -5,7 +5,6 @@ squared first components of its eigenvectors), exact for polynomials f of degree
 E_v[v^T f(A) v] = tr f(A) / n.  Averaged over n_vec vectors and smoothed with a Gaussian."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -99,11 +98,5 @@ def plot_density(d: SpectralDensity, path=None, ax=None, log=True, title=None):
                  f"{len(d.nodes[0])} steps, sigma {d.sigma:.2g})")
     if path is None:
         return ax
-    fig = ax.figure
-    fig.tight_layout()
-    tmp = f"{path}.tmp.png"
-    fig.savefig(tmp, dpi=100)
-    if own:
-        plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    from ..results import save_figure
+    return save_figure(ax.figure, path, close=own)

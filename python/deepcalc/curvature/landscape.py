@@ -5,7 +5,6 @@ is rescaled to the norm of the same filter of theta, so slices of differently sc
 networks are comparable."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -145,11 +144,5 @@ def plot_slice(s: LossSlice, path=None, ax=None, title=None, log=False):
     ax.set_title(title or ("loss slice" + (" (log10)" if log and s.betas is not None else "")))
     if path is None:
         return ax
-    fig = ax.figure
-    fig.tight_layout()
-    tmp = f"{path}.tmp.png"
-    fig.savefig(tmp, dpi=100)
-    if own:
-        plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    from ..results import save_figure
+    return save_figure(ax.figure, path, close=own)

@@ -3,9 +3,10 @@ that importing deepcalc.diagnose never needs it).  Every function writes a PNG a
 returns its path."""
 from __future__ import annotations
 
-import os
 
 import numpy as np
+
+from .. import results
 
 
 def _pyplot():
@@ -21,14 +22,8 @@ def _pyplot():
 
 def save_figure(fig, path) -> str:
     """Write ``fig`` to ``path`` (PNG) through a temporary file and a rename, then close it."""
-    plt = _pyplot()
-    path = os.fspath(path)
-    tmp = f"{path}.tmp.png"
-    fig.tight_layout()            # titles of stacked panels clear the axis labels above them
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    _pyplot()  # the Agg backend
+    return results.save_figure(fig, path, dpi=110, bbox_inches="tight")
 
 
 def plot_monitor(monitor, path, metrics=("grad_norm", "weight_norm", "update_ratio", "act_std",

@@ -313,7 +313,7 @@ def run(out, quick=False, seed=0, depth=None, width=None, steps=None, measure_ev
 
 
 def _run(out, quick, seed, depth, width, steps, measure_every, lrs, datasets):
-    from deepcalc.diagnose.report import markdown_table, write_json, write_text
+    from deepcalc.results import markdown_table, write_json, write_text
     t0 = time.perf_counter()
     os.makedirs(out, exist_ok=True)
     depth = depth or 10

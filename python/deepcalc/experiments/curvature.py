@@ -221,18 +221,13 @@ def _plot(out, rows, arrays):
 
 
 def _save(fig, path):
-    import matplotlib.pyplot as plt
-    fig.tight_layout()
-    tmp = f"{path}.tmp.png"
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    from ..results import save_figure
+    return save_figure(fig, path)
 
 
 def main(args) -> int:
     import deepcalc as dc
-    from ..diagnose.report import markdown_table, write_json, write_text
+    from ..results import markdown_table, write_json, write_text
     dc.set_num_threads(getattr(args, "threads", 1) or 1)
     configs, steps = _configs(args.quick)
     steps = getattr(args, "steps", None) or steps

@@ -286,7 +286,7 @@ def run(out, quick=False, seed=0, depths=None, widths=None, steps=None, lr=0.01,
 
 def _run(out, quick, seed, depths, widths, steps, lr, activations, inits, linear_depths,
          linear_width, linear_draws, progress):
-    from deepcalc.diagnose.report import markdown_table, write_json, write_text
+    from deepcalc.results import markdown_table, write_json, write_text
     t0 = time.perf_counter()
     os.makedirs(out, exist_ok=True)
     depths = list(depths or ((2, 10) if quick else (2, 10, 20, 50)))

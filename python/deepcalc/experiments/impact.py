@@ -15,6 +15,8 @@ import time
 
 import numpy as np
 
+from ..results import save_figure, write_text
+
 DESCRIPTION = ("impact measures (unreachability, relative reachability, attainable utility, AUP) "
                "x baselines on the side-effect gridworlds, vs Krakovna et al. and Turner et al.")
 
@@ -222,11 +224,7 @@ def _figure(res, path):
         ax.set_yticks(range(len(envs)))
         ax.set_yticklabels(envs)
         ax.set_title(f"{agent}: share of seeds with the desired behaviour (green 1, red 0)", fontsize=9)
-    fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path)
 
 
 def _episodes_figure(out_dir, betas):
@@ -249,22 +247,15 @@ def _episodes_figure(out_dir, betas):
     return paths, "\n".join(text)
 
 
-def _write(path, text):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def main(args) -> int:
     os.makedirs(args.out, exist_ok=True)
     envs = getattr(args, "envs", None)
     res = run(quick=args.quick, seeds=getattr(args, "seeds", None),
               episodes=getattr(args, "episodes", None), seed0=args.seed,
               envs=envs.split(",") if envs else None, betas=_betas(getattr(args, "beta", [])))
-    _write(os.path.join(args.out, "results.json"), json.dumps(res, indent=1))
+    write_text(os.path.join(args.out, "results.json"), json.dumps(res, indent=1))
     paths, episodes_md = _episodes_figure(args.out, res["config"]["betas"])
-    _write(os.path.join(args.out, "results.md"), _markdown(res) + "\n# Episodes (exact policy)\n\n" + episodes_md)
+    write_text(os.path.join(args.out, "results.md"), _markdown(res) + "\n# Episodes (exact policy)\n\n" + episodes_md)
     try:
         _figure(res, os.path.join(args.out, "impact.png"))
     except ImportError:

@@ -44,7 +44,6 @@ def _model(sizes, dropout, seed):
 def train_variant(name, train, sizes, epochs, lam, seed, lr=1e-3, weight_decay=1e-3,
                   dropout=0.2, batch_size=64):
     """One of VARIANTS trained with Adam; returns (model in eval mode, History)."""
-    import deepcalc as dc
     from deepcalc import data, optim
     from deepcalc.nn import functional as F
     from deepcalc.regularize import JacobianRegularizer
@@ -133,7 +132,7 @@ def run(out, quick=False, seed=0, lam=None, epochs=None, sizes=None, n_test=None
     """Train the five variants and evaluate them; writes results.json, results.md and
     jacobian_robustness.png into ``out`` and returns the results dict."""
     from deepcalc.data import load_digits
-    from deepcalc.diagnose.report import markdown_table, write_json, write_text
+    from deepcalc.results import markdown_table, write_json, write_text
     os.makedirs(out, exist_ok=True)
     train, test = load_digits(seed=seed)
     sizes = sizes or ([64, 64, 64, 10] if quick else [64, 128, 128, 10])

@@ -221,7 +221,7 @@ def run(out, quick=False, seed=0, hidden=None, seeds=None, steps=None, diverge_l
 
 def _run(out, quick, seed, hidden, seeds, steps, diverge_loss, Ts_adding, lr, clip_norm,
          clip_value, part1_Ts, part1_hidden):
-    from deepcalc.diagnose.report import markdown_table, write_json, write_text
+    from deepcalc.results import markdown_table, write_json, write_text
     t0 = time.perf_counter()
     os.makedirs(out, exist_ok=True)
     part1_Ts = part1_Ts or ((1, 2, 5, 10, 20, 30, 40, 50) if quick else

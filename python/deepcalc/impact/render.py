@@ -1,7 +1,6 @@
 """Drawing an episode: ASCII frames side by side, or a PNG strip of frames (matplotlib, Agg)."""
 from __future__ import annotations
 
-import os
 
 from .agents import Episode
 from .gridworld import ACTIONS, Environment
@@ -52,9 +51,5 @@ def render_png(env: Environment, episode: Episode, path: str, title: str | None 
         ax.set_yticks([])
     if title:
         fig.suptitle(title, fontsize=8)
-    fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    from ..results import save_figure
+    return save_figure(fig, path, dpi=90)

@@ -1,5 +1,6 @@
-"""Writing an experiment's results: ``results.json`` and a markdown file, each written to a
-temporary file and renamed (a reader never sees half a file)."""
+"""Writing what an experiment or a tool measured: text, ``results.json``, markdown tables and
+figures, each written to a temporary file and renamed, so a reader never sees half a file and a
+failed write never destroys the previous one."""
 from __future__ import annotations
 
 import json
@@ -37,8 +38,8 @@ def write_text(path, text: str) -> str:
     return path
 
 
-def write_json(path, obj) -> str:
-    return write_text(path, json.dumps(_plain(obj), indent=1) + "\n")
+def write_json(path, obj, indent: int = 1) -> str:
+    return write_text(path, json.dumps(_plain(obj), indent=indent) + "\n")
 
 
 def markdown_table(header, rows, floatfmt: str = ".3g") -> str:
@@ -51,3 +52,17 @@ def markdown_table(header, rows, floatfmt: str = ".3g") -> str:
              "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
+
+
+def save_figure(fig, path, dpi: int = 100, close: bool = True, **savefig_kw) -> str:
+    """Lay out ``fig`` and write it to ``path`` (PNG) through a temporary file and a rename;
+    ``close`` releases it from pyplot afterwards."""
+    path = os.fspath(path)
+    tmp = f"{path}.tmp.png"
+    fig.tight_layout()
+    fig.savefig(tmp, dpi=dpi, **savefig_kw)
+    if close:
+        import matplotlib.pyplot as plt
+        plt.close(fig)
+    os.replace(tmp, path)
+    return path
