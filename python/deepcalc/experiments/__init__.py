@@ -14,6 +14,7 @@ command line imports every experiment to build its help.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import pkgutil
 
@@ -28,3 +29,15 @@ def load(name: str):
     if name not in names():
         raise ValueError(f"experiment: unknown experiment {name!r}; available: {names()}")
     return importlib.import_module(f"{__name__}.{name}")
+
+
+@contextlib.contextmanager
+def num_threads(n: int):
+    """Run the body with ``n`` kernel threads, restoring the previous count after."""
+    import deepcalc as dc
+    previous = dc.get_num_threads()
+    dc.set_num_threads(n)
+    try:
+        yield
+    finally:
+        dc.set_num_threads(previous)

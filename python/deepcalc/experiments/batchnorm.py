@@ -303,13 +303,9 @@ def _figures(out, runs):
 def run(out, quick=False, seed=0, depth=None, width=None, steps=None, measure_every=None,
         lrs=None, datasets=None, threads=1):
     """Every (dataset, lr, variant) run, the claims, figures, results.md and results.json."""
-    import deepcalc as dc
-    previous = dc.get_num_threads()
-    dc.set_num_threads(threads)
-    try:
+    from . import num_threads
+    with num_threads(threads):
         return _run(out, quick, seed, depth, width, steps, measure_every, lrs, datasets)
-    finally:
-        dc.set_num_threads(previous)
 
 
 def _run(out, quick, seed, depth, width, steps, measure_every, lrs, datasets):

@@ -274,14 +274,10 @@ def run(out, quick=False, seed=0, depths=None, widths=None, steps=None, lr=0.01,
         activations=ACTIVATIONS, inits=INITS, linear_depths=None, linear_width=None,
         linear_draws=None, threads=1, progress=False):
     """The grid and the deep linear theory; writes the figures, results.md and results.json."""
-    import deepcalc as dc
-    previous = dc.get_num_threads()
-    dc.set_num_threads(threads)
-    try:
+    from . import num_threads
+    with num_threads(threads):
         return _run(out, quick, seed, depths, widths, steps, lr, activations, inits,
                     linear_depths, linear_width, linear_draws, progress)
-    finally:
-        dc.set_num_threads(previous)
 
 
 def _run(out, quick, seed, depths, widths, steps, lr, activations, inits, linear_depths,

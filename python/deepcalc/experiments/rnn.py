@@ -209,14 +209,10 @@ def run(out, quick=False, seed=0, hidden=None, seeds=None, steps=None, diverge_l
         part1_hidden=None, threads=1):
     """Both parts; writes rnn_gradient_norms.png, adding_T*.png, results.md and results.json
     into ``out`` and returns the results."""
-    import deepcalc as dc
-    previous = dc.get_num_threads()
-    dc.set_num_threads(threads)
-    try:
+    from . import num_threads
+    with num_threads(threads):
         return _run(out, quick, seed, hidden, seeds, steps, diverge_loss, Ts_adding, lr,
                     clip_norm, clip_value, part1_Ts, part1_hidden)
-    finally:
-        dc.set_num_threads(previous)
 
 
 def _run(out, quick, seed, hidden, seeds, steps, diverge_loss, Ts_adding, lr, clip_norm,
