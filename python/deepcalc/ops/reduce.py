@@ -29,7 +29,8 @@ class Sum(Primitive):
     array_rule = True
 
     def vjp(self, ctx, g):
-        return (_expand(g, ctx.primals[0].shape, ctx.params["axes"], ctx.params["keepdims"]),)
+        p = ctx.params
+        return (_expand(g, ctx.inputs[0].data.shape, p["axes"], p["keepdims"]),)
 
     def jvp(self, ctx, t):
         return apply(self, (t,), ctx.params)

@@ -25,7 +25,7 @@ class BroadcastTo(Primitive):
     array_rule = True
 
     def vjp(self, ctx, g):
-        return (sum_to(g, ctx.primals[0].shape),)
+        return (sum_to(g, ctx.inputs[0].data.shape),)
 
     def jvp(self, ctx, t):
         return broadcast_to(t, ctx.params["shape"])
@@ -41,7 +41,7 @@ class SumTo(Primitive):
     array_rule = True
 
     def vjp(self, ctx, g):
-        return (broadcast_to(g, ctx.primals[0].shape),)
+        return (broadcast_to(g, ctx.inputs[0].data.shape),)
 
     def jvp(self, ctx, t):
         return sum_to(t, ctx.params["shape"])
@@ -95,7 +95,7 @@ class Reshape(Primitive):
     array_rule = True
 
     def vjp(self, ctx, g):
-        return (g.reshape(ctx.primals[0].shape),)
+        return (g.reshape(ctx.inputs[0].data.shape),)
 
     def jvp(self, ctx, t):
         return reshape(t, ctx.params["shape"])
