@@ -27,6 +27,15 @@ def default_generator() -> np.random.Generator:
     return _RNG.generator
 
 
+def check_generator(op: str, generator):
+    """``generator`` if it is None or a numpy Generator; anything else is a TypeError naming
+    ``op``."""
+    if generator is not None and not isinstance(generator, np.random.Generator):
+        raise TypeError(f"{op}: generator must be a numpy.random.Generator, got "
+                        f"{type(generator).__name__}")
+    return generator
+
+
 def _dtype(op, dtype, float_only=False):
     if dtype is None:
         return DEFAULT_DTYPE

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..autodiff.engine import grad as autograd_grad
 from ..autodiff.graph import Tensor, enable_grad
-from ..creation import default_generator
+from ..creation import check_generator, default_generator
 from ..nn import functional as F
 from ..ops._convert import as_tensor
 
@@ -101,9 +101,7 @@ def pgd(model, x, y, eps: float, alpha: float, steps: int, norm: str = "linf",
         raise ValueError(f"{op}: steps must be an integer >= 0, got {steps!r}")
     if norm not in NORMS:
         raise ValueError(f"{op}: unknown norm {norm!r}; expected one of {NORMS}")
-    if generator is not None and not isinstance(generator, np.random.Generator):
-        raise TypeError(f"{op}: generator must be a numpy.random.Generator, got "
-                        f"{type(generator).__name__}")
+    check_generator(op, generator)
     x0, y, clip = _prepare(op, model, x, y, clip)
     loss_fn = loss_fn or _sum_ce
     gen = generator or default_generator()

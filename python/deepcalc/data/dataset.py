@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..autodiff.graph import Tensor
-from ..creation import default_generator
+from ..creation import check_generator, default_generator
 
 
 class Dataset:
@@ -76,9 +76,7 @@ class DataLoader:
                             f"e.g. TensorDataset(x, y)), got {type(dataset).__name__}")
         if generator is not None and seed is not None:
             raise ValueError("DataLoader: give generator or seed, not both")
-        if generator is not None and not isinstance(generator, np.random.Generator):
-            raise TypeError(f"DataLoader: generator must be a numpy.random.Generator, got "
-                            f"{type(generator).__name__}")
+        check_generator("DataLoader", generator)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
                                  or seed < 0):
             raise ValueError(f"DataLoader: seed must be a non-negative integer, got {seed!r}")

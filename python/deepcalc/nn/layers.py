@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..creation import check_generator
 from ..ops._convert import as_tensor
 from . import _checks, init
 from . import functional as F
@@ -111,10 +112,8 @@ class Dropout(Module):
 
     def __init__(self, p: float = 0.5, generator=None):
         super().__init__()
-        if generator is not None and not isinstance(generator, np.random.Generator):
-            raise TypeError(f"Dropout: generator must be a numpy.random.Generator, got "
-                            f"{type(generator).__name__}")
-        self.p, self.generator = _checks.probability("Dropout", "p", p), generator
+        self.generator = check_generator("Dropout", generator)
+        self.p = _checks.probability("Dropout", "p", p)
 
     def forward(self, x):
         return F.dropout(x, self.p, self.training, self.generator)

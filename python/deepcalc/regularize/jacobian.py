@@ -35,7 +35,7 @@ import numpy as np
 
 from ..autodiff.graph import STATE, Tensor, enable_grad, watch
 from ..autodiff.engine import grad as autograd_grad
-from ..creation import default_generator
+from ..creation import check_generator, default_generator
 from ..func.transforms import jvp
 from ..nn.layers import Dropout, Identity, Linear, Standardize
 from ..nn.mlp import MLP
@@ -52,9 +52,7 @@ def _check(op, n_proj, mode, generator):
         raise ValueError(f"{op}: n_proj must be an integer >= 1, got {n_proj!r}")
     if mode not in MODES:
         raise ValueError(f"{op}: unknown mode {mode!r}; expected one of {MODES}")
-    if generator is not None and not isinstance(generator, np.random.Generator):
-        raise TypeError(f"{op}: generator must be a numpy.random.Generator, got "
-                        f"{type(generator).__name__}")
+    check_generator(op, generator)
 
 
 def sphere_projections(generator, n_proj: int, B: int, C: int, dtype) -> np.ndarray:
