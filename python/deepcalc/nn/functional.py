@@ -12,6 +12,7 @@ from ..autodiff.randomness import draw
 from ..creation import default_generator
 from ..ops import gelu, log_softmax, relu, sigmoid, softmax, tanh  # noqa: F401  (re-exported)
 from ..ops._convert import as_tensor
+from ..ops.attention import scaled_dot_product_attention  # noqa: F401  (re-exported)
 from ..ops.linear import linear_act
 from ..ops.norm import (batch_norm_eval, batch_norm_train, layer_norm as _layer_norm,
                         update_running_stats)
@@ -19,7 +20,8 @@ from . import _checks
 
 __all__ = ["ACTIVATIONS", "activation_fn", "linear", "relu", "tanh", "sigmoid", "gelu", "softmax",
            "log_softmax", "dropout", "nll_loss", "cross_entropy",
-           "binary_cross_entropy_with_logits", "mse_loss", "batch_norm", "layer_norm"]
+           "binary_cross_entropy_with_logits", "mse_loss", "batch_norm", "layer_norm",
+           "scaled_dot_product_attention"]
 
 ACTIVATIONS = ("none", "relu", "tanh", "sigmoid", "gelu")
 

@@ -10,6 +10,7 @@ from .convert_dtype import cast
 from .elementwise import (abs, add, clip, div, equal, erf, exp, gelu, greater, greater_equal,
                           less, less_equal, log, maximum, minimum, mul, neg, not_equal, pow, relu,
                           sigmoid, sign, sqrt, sub, tanh, where)
+from .attention import scaled_dot_product_attention
 from .linalg import inv, matmul, slogdet
 from .reduce import logsumexp, max, mean, min, std, sum, var
 from .shape import (broadcast_to, concatenate, expand_dims, flatten, getitem, permute, reshape,
