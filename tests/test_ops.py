@@ -26,6 +26,7 @@ _erf = np.vectorize(math.erf, otypes=[np.float64])
 
 MASK = np.array([[True, False, True, True], [False, False, True, False], [True, True, False, False]])
 IDX = np.array([0, 2, 0, 0, 1])            # repeated indices: gradients must accumulate
+EMB_IDX = np.array([[0, 2, 2], [4, 0, 1]])   # embedding rows: 0 and 2 repeated, 3 unused
 COND = np.array([[True, False, True], [False, False, True]])
 
 
@@ -235,6 +236,8 @@ OPS = [
     ("layer_norm", lambda x, g, b: F.layer_norm(x, weight=g, bias=b),
      lambda x, g, b: _np_norm(x, (-1,)) * g + b, [((2, 3, 4), "n"), ((4,), "p"), ((4,), "n")]),
     ("layer_norm_plain", F.layer_norm, lambda x: _np_norm(x, (-1,)), [((3, 5), "n")]),
+    # embedding lookup (repeated indices accumulate in the sort-based scatter-add)
+    ("embedding", lambda w: dc.ops.embedding(EMB_IDX, w), lambda w: w[EMB_IDX], [((5, 3), "n")]),
     # the fused MLP Jacobian penalty (rows built in test_regularize_kernel.py)
     *JACOBIAN_PENALTY_ROWS,
     # the RNN recurrence h_t = act(p_t + h_{t-1} W^T) and its BPTT primitive (ops/rnn.py)

@@ -7,6 +7,7 @@ import numpy as np
 from ..autodiff.graph import Tensor
 from ._convert import as_tensor, check_dtype
 from .convert_dtype import cast
+from .embedding import embedding
 from .elementwise import (abs, add, clip, div, equal, erf, exp, gelu, greater, greater_equal,
                           less, less_equal, log, maximum, minimum, mul, neg, not_equal, pow, relu,
                           sigmoid, sign, sqrt, sub, tanh, where)
