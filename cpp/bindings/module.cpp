@@ -17,6 +17,7 @@ void bind_optim(py::module_& m);
 void bind_gemm(py::module_& m);
 void bind_impact(py::module_& m);
 void bind_jacobian(py::module_& m);
+void bind_attention(py::module_& m);
 }  // namespace deepcalc::bind
 
 PYBIND11_MODULE(_core, m) {
@@ -54,4 +55,5 @@ PYBIND11_MODULE(_core, m) {
   bind::bind_gemm(m);
   bind::bind_impact(m);
   bind::bind_jacobian(m);
+  bind::bind_attention(m);
 }
