@@ -2,6 +2,8 @@
 
     deepcalc train mlp --dataset digits --hidden 128,64 --activation relu --optimizer adam \\
         --lr 1e-3 --epochs 30 --out runs/digits
+    deepcalc train transformer --task reverse --time-limit 180 --out runs/reverse
+    deepcalc train lm --time-limit 300 --out runs/lm
     deepcalc calculus        # a tour of the matrix-calculus tools on a small network
     deepcalc experiment NAME --out DIR [--quick]   # see deepcalc.experiments
 """
@@ -20,7 +22,7 @@ def _build_parser():
     p = argparse.ArgumentParser(prog="deepcalc", description="deepcalc command line")
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train a model")
-    t.add_argument("model", choices=["mlp"])
+    t.add_argument("model", choices=["mlp", "transformer", "lm"])
     t.add_argument("--dataset", default="digits", choices=["digits", "mnist", "teacher"])
     t.add_argument("--data-dir", default=None, help="directory with MNIST IDX files (--dataset mnist)")
     t.add_argument("--hidden", default="128,64", help="comma-separated hidden sizes")
@@ -43,12 +45,14 @@ def _build_parser():
     t.add_argument("--schedule", default="none", choices=["none", "cosine", "step"])
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=None)
-    t.add_argument("--out", default="runs/digits", help="output directory")
+    t.add_argument("--out", default=None, help="output directory (default runs/digits for "
+                   "mlp, runs/transformer, runs/lm)")
     t.add_argument("--resume", action="store_true", help="continue from OUT/last.safetensors")
     t.add_argument("--no-progress", action="store_true")
     t.add_argument("--distributed", default="auto", choices=["auto", "on", "off"],
                    help="data parallel over MPI ('auto': on when mpirun started several "
                    "processes); --batch-size is then per rank")
+    _sequence_arguments(t)
     sub.add_parser("calculus", help="demonstrate Jacobians, Hessians, JVPs and VJPs")
     _experiment_parsers(sub)
     _diagnose_parsers(sub)
@@ -350,9 +354,261 @@ def calculus_command(args) -> int:
     return 0
 
 
+def _sequence_arguments(t):
+    """Options of ``train transformer`` (a seq2seq task) and ``train lm`` (the character LM)."""
+    g = t.add_argument_group("transformer and lm")
+    g.add_argument("--task", default="reverse", choices=["copy", "reverse", "sort", "phrase"],
+                   help="seq2seq task (train transformer)")
+    g.add_argument("--min-len", type=int, default=10, help="shortest source (copy/reverse/sort)")
+    g.add_argument("--max-len", type=int, default=20, help="longest source (copy/reverse/sort)")
+    g.add_argument("--vocab", type=int, default=10, help="symbols of copy/reverse/sort")
+    g.add_argument("--train-size", type=int, default=50000, help="training pairs")
+    g.add_argument("--test-size", type=int, default=500,
+                   help="held-out pairs (phrase: held-out phrase pairs, at most 60)")
+    g.add_argument("--d-model", type=int, default=64)
+    g.add_argument("--nhead", type=int, default=4)
+    g.add_argument("--layers", type=int, default=2,
+                   help="encoder and decoder layers each (transformer), layers (lm)")
+    g.add_argument("--ffn", type=int, default=256, help="feed-forward width")
+    g.add_argument("--dropout", type=float, default=0.0)
+    g.add_argument("--norm-first", action="store_true", help="pre-norm layers (transformer)")
+    g.add_argument("--steps", type=int, default=4000, help="optimizer steps at most")
+    g.add_argument("--time-limit", type=float, default=0.0, metavar="SECONDS",
+                   help="stop training after this many seconds (0: no limit)")
+    g.add_argument("--warmup", type=int, default=100, help="linear learning-rate warmup steps")
+    g.add_argument("--eval-every", type=int, default=250, help="steps between evaluations")
+    g.add_argument("--target-exact-match", type=float, default=None,
+                   help="stop once the held-out exact match reaches this fraction (transformer)")
+    g.add_argument("--seq-len", type=int, default=128, help="context length (lm)")
+    g.add_argument("--val-windows", type=int, default=256,
+                   help="validation windows of --seq-len characters for bits per char (lm)")
+    g.add_argument("--sample-len", type=int, default=200, help="characters sampled (lm)")
+    g.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (lm)")
+    g.add_argument("--top-k", type=int, default=20, help="sample among the k likeliest (lm)")
+
+
+def _sequence_training(model, args, batch, evaluate, name):
+    """The loop of ``train transformer`` and ``train lm``: Adam with linear warmup, a tqdm bar,
+    ``evaluate(step)`` every --eval-every steps (returns a dict; {'stop': True} ends training),
+    an atomic checkpoint OUT/last.safetensors after each evaluation; --resume continues from
+    it.  Returns (history, steps done, training seconds)."""
+    import deepcalc as dc
+    from . import optim
+    from .nn import functional as F
+    opt = optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    path = os.path.join(args.out, "last.safetensors")
+    step, history, seconds = 0, [], 0.0
+    if args.resume and os.path.exists(path):
+        state = dc.load(path)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        step, history, seconds = int(state["step"]), list(state["history"]), float(state["seconds"])
+        print(f"deepcalc: resumed {path} at step {step}")
+    bar = None
+    if not args.no_progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=args.steps, initial=step, unit="step", dynamic_ncols=True, desc=name)
+    t0, last_loss = time.perf_counter() - seconds, float("nan")
+    while step < args.steps:
+        if args.time_limit and time.perf_counter() - t0 >= args.time_limit:
+            break
+        opt.param_groups[0]["lr"] = args.lr * min(1.0, (step + 1) / max(args.warmup, 1))
+        logits, target = batch(step)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
+                               ignore_index=0 if name == "transformer" else -100)
+        opt.zero_grad()
+        loss.backward()
+        optim.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        last_loss = loss.item()
+        if not np.isfinite(last_loss):
+            raise SystemExit(f"deepcalc train {name}: the loss is {last_loss} at step {step}; "
+                             "lower --lr")
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{last_loss:.4f}")
+        if step % args.eval_every == 0 or step == args.steps:
+            logs = {"step": step, "loss": last_loss, "seconds": time.perf_counter() - t0}
+            logs.update(evaluate(step))
+            history.append({k: v for k, v in logs.items() if k != "stop"})
+            dc.save(path, {"model": dict(model.state_dict()), "optimizer": opt.state_dict(),
+                           "step": step, "history": history, "seconds": logs["seconds"]})
+            if logs.get("stop"):
+                break
+    if bar is not None:
+        bar.close()
+    if not history or history[-1]["step"] != step:   # the time limit stopped between evaluations
+        logs = {"step": step, "loss": last_loss, "seconds": time.perf_counter() - t0}
+        logs.update(evaluate(step))
+        history.append({k: v for k, v in logs.items() if k != "stop"})
+        dc.save(path, {"model": dict(model.state_dict()), "optimizer": opt.state_dict(),
+                       "step": step, "history": history, "seconds": logs["seconds"]})
+    return history, step, time.perf_counter() - t0
+
+
+def _exact_match(pred: np.ndarray, tgt: np.ndarray, end: int):
+    """(fraction of rows whose tokens up to and including <end> all match, token accuracy)."""
+    width = max(pred.shape[1], tgt.shape[1])
+    p = np.zeros((len(pred), width), np.int64)
+    p[:, :pred.shape[1]] = pred
+    t = np.zeros_like(p)
+    t[:, :tgt.shape[1]] = tgt
+    valid = t != 0
+    same = (p == t) | ~valid
+    return float(same.all(axis=1).mean()), float((p == t)[valid].mean())
+
+
+def transformer_command(args) -> int:
+    """``deepcalc train transformer --task reverse``: an encoder-decoder on a synthetic task,
+    greedy-decoded held-out exact match, attention maps."""
+    import deepcalc as dc
+    from .data import seq2seq
+    from .nn import Seq2SeqTransformer
+    from .nn.decoding import greedy_decode
+    dc.manual_seed(args.seed)
+    if args.threads:
+        dc.set_num_threads(args.threads)
+    train, test = seq2seq.task_splits(args.task, args.train_size, args.test_size, args.min_len,
+                                      args.max_len, args.vocab, seed=args.seed)
+    v = len(train.vocab)
+    model = Seq2SeqTransformer(v, v, args.d_model, args.nhead, args.layers, args.layers,
+                               args.ffn, args.dropout, max_len=max(train.tgt.shape[1],
+                                                                   test.tgt.shape[1]) + 8,
+                               norm_first=args.norm_first)
+    os.makedirs(args.out, exist_ok=True)
+    print(f"deepcalc: train transformer on {args.task}: {model.num_parameters()} parameters, "
+          f"{len(train)} training and {len(test)} held-out pairs, vocabulary {v}, "
+          f"{dc.get_num_threads()} threads")
+    rng = np.random.default_rng(args.seed)
+    tin_all = train.decoder_input()
+
+    def batch(step):
+        i = rng.integers(0, len(train), args.batch_size)
+        return model(train.src[i], tin_all[i]), train.tgt[i]
+
+    def evaluate(step):
+        pred = greedy_decode(model, test.src, test.tgt.shape[1] + 2, seq2seq.START,
+                             seq2seq.END)
+        em, acc = _exact_match(pred, test.tgt, seq2seq.END)
+        stop = args.target_exact_match is not None and em >= args.target_exact_match
+        return {"test_exact_match": em, "test_token_accuracy": acc, "stop": stop}
+
+    history, steps, seconds = _sequence_training(model, args, batch, evaluate, "transformer")
+    final = history[-1]
+    pred = greedy_decode(model, test.src[:3], test.tgt.shape[1] + 2, seq2seq.START, seq2seq.END)
+    for s, t, p in zip(test.src[:3], test.tgt[:3], pred):
+        print(f"  {' '.join(test.vocab.decode(s))}  ->  {' '.join(test.vocab.decode(p))}"
+              f"   (expected {' '.join(test.vocab.decode(t))})")
+    print(f"held-out exact match {final['test_exact_match'] * 100:.2f}%  token accuracy "
+          f"{final['test_token_accuracy'] * 100:.2f}%  after {steps} steps ({seconds:.1f} s)")
+    metrics = {"task": args.task, "test_exact_match": final["test_exact_match"],
+               "test_token_accuracy": final["test_token_accuracy"], "steps": steps,
+               "train_seconds": seconds, "parameters": model.num_parameters(),
+               "vocab": train.vocab.itos, "history": history, "config": vars(args)}
+    _write_json(os.path.join(args.out, "metrics.json"), metrics)
+    png = _attention_png(model, test, os.path.join(args.out, "attention.png"))
+    print(f"wrote {args.out}/last.safetensors, {args.out}/metrics.json" +
+          (f", {png}" if png else " (install deepcalc[plot] for attention.png)"))
+    return 0
+
+
+def _attention_png(model, test, path):
+    """The last decoder layer's cross-attention (heads averaged) on the first held-out pair:
+    which source token each output token looks at."""
+    try:
+        import matplotlib
+    except ImportError:
+        return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import deepcalc as dc
+    from .data import seq2seq
+    from .results import save_figure
+    src, tgt = test.src[:1], test.tgt[:1]
+    n_src = int((src[0] != 0).sum())
+    n_tgt = int((tgt[0] != 0).sum())
+    tin = test.decoder_input()[:1, :n_tgt]
+    attn = model.transformer.decoder.layers[-1].multihead_attn
+    attn.record_weights, was = True, model.training
+    model.eval()
+    try:
+        with dc.no_grad():
+            model(src[:, :n_src], tin)
+        w = attn.last_weights[0].mean(axis=0)
+    finally:
+        attn.record_weights, attn.last_weights = False, None
+        model.train(was)
+    fig, ax = plt.subplots(figsize=(0.35 * n_src + 2, 0.35 * n_tgt + 1.5))
+    ax.imshow(w, cmap="viridis", aspect="auto")
+    ax.set_xticks(range(n_src), [test.vocab.itos[i] for i in src[0, :n_src]])
+    ax.set_yticks(range(n_tgt), [test.vocab.itos[i] for i in tgt[0, :n_tgt]])
+    ax.set_xlabel("source token")
+    ax.set_ylabel("output token")
+    ax.set_title(f"{test.name}: cross-attention, last decoder layer")
+    plt.setp(ax.get_xticklabels(), rotation=90)
+    return save_figure(fig, path)
+
+
+def lm_command(args) -> int:
+    """``deepcalc train lm``: a character-level TransformerLM on pydoc_data.topics; bits per
+    character on the validation split, samples."""
+    import deepcalc as dc
+    from .data import load_pydoc_topics
+    from .nn import TransformerLM
+    from .nn import functional as F
+    from .nn.decoding import generate
+    dc.manual_seed(args.seed)
+    if args.threads:
+        dc.set_num_threads(args.threads)
+    corpus = load_pydoc_topics()
+    model = TransformerLM(corpus.vocab_size, args.d_model, args.nhead, args.layers, args.ffn,
+                          args.dropout, max_len=max(args.seq_len, args.sample_len + 1))
+    os.makedirs(args.out, exist_ok=True)
+    print(f"deepcalc: train lm on pydoc_data.topics: {model.num_parameters()} parameters, "
+          f"{len(corpus.train)} training and {len(corpus.val)} validation characters, "
+          f"{corpus.vocab_size} symbols, {dc.get_num_threads()} threads")
+    gen = np.random.default_rng(args.seed)
+    vx, vy = corpus.windows("val", args.seq_len, args.val_windows)
+
+    def batch(step):
+        x, y = corpus.batch("train", args.batch_size, args.seq_len, gen)
+        return model(x), y
+
+    def evaluate(step):
+        model.eval()
+        total = 0.0
+        with dc.no_grad():
+            for i in range(0, len(vx), 32):
+                logits = model(vx[i:i + 32])
+                total += F.cross_entropy(logits.reshape(-1, corpus.vocab_size),
+                                         vy[i:i + 32].reshape(-1), reduction="sum").item()
+        model.train()
+        return {"val_bpc": total / vy.size / np.log(2)}
+
+    history, steps, seconds = _sequence_training(model, args, batch, evaluate, "lm")
+    prompt = corpus.encode("The ")[None]
+    text = corpus.decode(generate(model, prompt, args.sample_len, args.temperature, args.top_k,
+                                  generator=np.random.default_rng(args.seed))[0])
+    print(f"validation bits per character {history[-1]['val_bpc']:.3f} after {steps} steps "
+          f"({seconds:.1f} s); sample:\n{text}")
+    metrics = {"val_bpc": history[-1]["val_bpc"], "steps": steps, "train_seconds": seconds,
+               "parameters": model.num_parameters(), "sample": text, "history": history,
+               "config": vars(args)}
+    _write_json(os.path.join(args.out, "metrics.json"), metrics)
+    print(f"wrote {args.out}/last.safetensors, {args.out}/metrics.json")
+    return 0
+
+
 def main(argv=None) -> int:
     args = _build_parser().parse_args(argv)
     if args.command == "train":
+        if args.out is None:
+            args.out = "runs/digits" if args.model == "mlp" else f"runs/{args.model}"
+        if args.model == "transformer":
+            return transformer_command(args)
+        if args.model == "lm":
+            return lm_command(args)
         return train_command(args)
     if args.command == "experiment":
         from . import experiments

@@ -129,6 +129,8 @@ class MultiHeadAttention(Module):
         else:
             self.register_parameter("in_proj_bias", None)
         self.out_proj = Linear(e, e, bias=bias, dtype=dtype)
+        self.record_weights = False   # True: keep each call's weights (B, H, L, S) in last_weights
+        self.last_weights = None
         if bias:
             self.out_proj.bias.data[...] = 0
 
@@ -256,9 +258,10 @@ class MultiHeadAttention(Module):
                     mask = allowed if mask is None else mask & allowed
                 causal = False
         w = None
+        want = need_weights or self.record_weights
         if self.dropout > 0 and self.training:
             o, w = self._attend_dropout(q, k, v, mask, causal)
-        elif need_weights:
+        elif want:
             o, w = F.scaled_dot_product_attention(q, k, v, mask=mask, causal=causal,
                                                   return_weights=True)
         else:
@@ -266,6 +269,8 @@ class MultiHeadAttention(Module):
         b, h, n, d = o.shape
         o = ops.swapaxes(o, 1, 2).reshape(b, n, h * d)
         out = self.out_proj(o)
+        if self.record_weights:
+            self.last_weights = w.data
         if w is not None and need_weights:
             w = ops.mean(w, axis=1) if average else w
         return out, (w if need_weights else None)
