@@ -9,6 +9,7 @@ from .autodiff import engine as _engine
 from .autodiff.engine import grad as autograd_grad
 from .func.transforms import (grad, hessian, hvp, jacfwd, jacobian_logdet, jacrev, jvp,
                                   value_and_grad, vjp)
+from .func.vmap import vmap
 from .creation import (arange, eye, full, manual_seed, ones, ones_like, rand, randn, tensor,
                        zeros, zeros_like)
 from .ops import (abs, add, astype, broadcast_to, clip, concatenate, div, erf, exp, expand_dims,
@@ -65,7 +66,7 @@ Tensor.backward = _tensor_backward
 __all__ = [
     "Tensor", "tensor", "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled",
     "manual_seed", "set_num_threads", "get_num_threads", "cpu_capability",
-    "grad", "value_and_grad", "vjp", "jvp", "jacrev", "jacfwd", "hessian", "hvp",
+    "grad", "value_and_grad", "vjp", "jvp", "vmap", "jacrev", "jacfwd", "hessian", "hvp",
     "jacobian_logdet", "autograd_grad", "func", "memory", "nn", "testing", "optim", "data", "train",
     "save", "load",
     "zeros", "ones", "full", "zeros_like", "ones_like", "arange", "eye", "randn", "rand",

@@ -81,7 +81,8 @@ def run_backward(outputs, grad_outputs, inputs=None, retain_graph=False, create_
     A pass that records nothing (no ``create_graph``, no forward-mode level) is *plain*: the
     gradients in flight are NumPy arrays and the rules of ``array_rule`` primitives run on
     arrays; other rules get their cotangents wrapped as Tensors.  Results are Tensors."""
-    plain = not create_graph and not STATE.fw_levels
+    # inside vmap the rules run on batched Tensors (their ops are batched in turn)
+    plain = not create_graph and not STATE.fw_levels and not STATE.vmap_levels
     roots, grads = [], {}
     for out, g in zip(outputs, grad_outputs):
         if out.requires_grad:
@@ -220,13 +221,13 @@ def backward(tensor: Tensor, grad=None, retain_graph=None, create_graph=False, i
         if tensor.data.size != 1:
             raise RuntimeError(f"backward: grad can be created implicitly only for a single-element "
                                f"output; this output has shape {tensor.shape}; pass grad=")
-        grad = wrap(np.ones_like(tensor.data))
+        grad = wrap(np.ones(tensor.shape, tensor.dtype))
     else:
         grad = _as_grad(grad, tensor, "backward")
     if inputs is not None:
         inputs = list(inputs)
         results = run_backward([tensor], [grad], inputs, retain_graph, create_graph)
-        plain = not create_graph and not STATE.fw_levels
+        plain = not create_graph and not STATE.fw_levels and not STATE.vmap_levels
         claimed = {id(_root(grad.data))}
         for t, g in zip(inputs, results):
             if g is not None:
@@ -267,7 +268,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
             if o.data.size != 1:
                 raise RuntimeError(f"grad: grad_outputs must be given for an output of shape "
                                    f"{o.shape} (only single-element outputs get an implicit one)")
-            g = wrap(np.ones_like(o.data))
+            g = wrap(np.ones(o.shape, o.dtype))
         gs.append(_as_grad(g, o, "grad"))
     if retain_graph is None:
         retain_graph = create_graph

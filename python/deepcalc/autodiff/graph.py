@@ -15,6 +15,7 @@ then
 from __future__ import annotations
 
 import itertools
+import math
 import operator
 import threading
 import weakref
@@ -32,6 +33,8 @@ class _State(threading.local):
         self.grad_enabled = True
         self.fw_levels = []       # active forward-mode levels of this thread, innermost last
         self.transform_depth = 0  # > 0 while a function transform (grad, vjp, jvp, ...) runs f
+        self.vmap_levels = []     # active vmap levels, innermost last (autodiff/batching.py)
+        self.vmap_info = {}       # level -> (size of its mapped axis, randomness policy)
 
 
 # Forward-mode level ids are unique across threads, so a tangent made in one thread can never
@@ -47,6 +50,39 @@ STATE = _State()
 _EMPTY: dict = {}
 
 
+class BatchedData:
+    """The ``.data`` of a Tensor batched by ``vmap`` (see autodiff/batching.py): ``value`` holds
+    the whole batch (the mapped axis first) at the level below, ``level`` the vmap it belongs
+    to; ``shape``, ``dtype``, ``ndim`` and ``size`` are those of one slice.  Its values cannot be
+    read inside the mapped function: anything else raises, naming what was asked for."""
+
+    __slots__ = ("value", "level", "shape", "dtype", "ndim", "size")
+
+    def __init__(self, value, level: int):
+        self.value = value
+        self.level = level
+        shape = value.shape
+        self.shape = shape[1:]
+        self.dtype = value.dtype
+        self.ndim = len(shape) - 1
+        self.size = math.prod(self.shape)
+
+    def _refuse(self, what):
+        return RuntimeError(
+            f"vmap: {what} needs the values of a batched tensor (shape {self.shape} per slice); "
+            "inside vmap a function may only combine tensors with deepcalc ops, not read them "
+            "(no .item(), bool(), np.asarray(), or Python control flow on values)")
+
+    def __array__(self, *args, **kwargs):
+        raise self._refuse("converting it to a NumPy array")
+
+    def __getattr__(self, name):
+        raise self._refuse(f"the array attribute .{name}")
+
+    def __repr__(self):
+        return f"<batched data of level {self.level}, slice shape {self.shape}>"
+
+
 class Tensor:
     """An n-dimensional array (``.data``, a NumPy array) that autodiff can follow.
 
@@ -60,7 +96,7 @@ class Tensor:
     def __init__(self, data, requires_grad: bool = False):
         if isinstance(data, Tensor):
             data = data.data
-        if not isinstance(data, np.ndarray):
+        if not isinstance(data, (np.ndarray, BatchedData)):
             raise TypeError(f"Tensor: expected a numpy.ndarray, got {type(data).__name__}; "
                             "use dc.tensor(...) to convert other data")
         self.data = data
@@ -153,6 +189,8 @@ class Tensor:
         return Tensor(self.data)
 
     def numpy(self):
+        if type(self.data) is BatchedData:
+            raise self.data._refuse("numpy()")
         return self.data
 
     def item(self):
@@ -172,6 +210,9 @@ class Tensor:
         return self.data.astype(dtype)
 
     def __repr__(self):
+        if type(self.data) is BatchedData:
+            return (f"BatchedTensor(level={self.data.level}, slice shape={self.shape}, "
+                    f"dtype={self.dtype}, value={self.data.value!r})")
         body = np.array2string(self.data, separator=", ", prefix="tensor(")
         extra = ""
         if self.data.dtype != np.float32:
@@ -183,12 +224,18 @@ class Tensor:
         return f"tensor({body}{extra})"
 
     def __bool__(self):
+        if type(self.data) is BatchedData:
+            raise self.data._refuse("bool()")
         return bool(self.data)
 
     def __float__(self):
+        if type(self.data) is BatchedData:
+            raise self.data._refuse("float()")
         return float(self.data)
 
     def __int__(self):
+        if type(self.data) is BatchedData:
+            raise self.data._refuse("int()")
         return int(self.data)
 
     def __index__(self):
@@ -203,10 +250,11 @@ TENSOR_TYPES = {Tensor}
 
 
 def wrap(arr) -> Tensor:
-    """Tensor around an ndarray with no history (internal fast path: no copy)."""
+    """Tensor around an ndarray (or vmap's ``BatchedData``) with no history (internal fast
+    path: no copy)."""
     t = Tensor.__new__(Tensor)
-    # ufuncs return NumPy scalars for 0-d inputs; .data is always an ndarray
-    t.data = arr if type(arr) is np.ndarray else np.asarray(arr)
+    # ufuncs return NumPy scalars for 0-d inputs; .data is always an ndarray (or batched)
+    t.data = arr if type(arr) is np.ndarray or type(arr) is BatchedData else np.asarray(arr)
     t.requires_grad = False
     t.grad = None
     t._node = None
@@ -442,26 +490,33 @@ def apply(prim, inputs, params=_EMPTY):
     array(s), recording nothing."""
     if not isinstance(inputs[0], Tensor):
         return _apply_arrays(prim, inputs, params)
-    n = len(inputs)
-    if params:
-        result = (prim.forward(inputs[0].data, **params) if n == 1
-                  else prim.forward(*[t.data for t in inputs], **params))
-    elif n == 1:  # without ** (unpacking even an empty dict costs ~0.1 us a call)
-        result = prim.forward(inputs[0].data)
-    elif n == 2:
-        result = prim.forward(inputs[0].data, inputs[1].data)
-    else:
-        result = prim.forward(*[t.data for t in inputs])
-    saved = None
-    if prim.special:  # saves something for its rules, or has several outputs
-        if prim.saves:
-            result, saved = result
-        if prim.multiple_results:
-            return _apply_multi(prim, inputs, params, saved, result)
-    out = _new_tensor(Tensor)  # wrap(), inlined: the hottest line of every op
-    out.data = result if type(result) is np.ndarray else np.asarray(result)
-    out.grad = out._fw = None
     state = STATE
+    saved = None
+    if state.vmap_levels and (result := _dispatch_batched(prim, inputs, params)) is not None:
+        # inside vmap: the primitive's batching rule ran on the whole batch
+        if type(result) is _Decomposed:
+            return result.out
+        if prim.multiple_results:
+            return _apply_multi(prim, inputs, params, None, result)
+    else:
+        n = len(inputs)
+        if params:
+            result = (prim.forward(inputs[0].data, **params) if n == 1
+                      else prim.forward(*[t.data for t in inputs], **params))
+        elif n == 1:  # without ** (unpacking even an empty dict costs ~0.1 us a call)
+            result = prim.forward(inputs[0].data)
+        elif n == 2:
+            result = prim.forward(inputs[0].data, inputs[1].data)
+        else:
+            result = prim.forward(*[t.data for t in inputs])
+        if prim.special:  # saves something for its rules, or has several outputs
+            if prim.saves:
+                result, saved = result
+            if prim.multiple_results:
+                return _apply_multi(prim, inputs, params, saved, result)
+    out = _new_tensor(Tensor)  # wrap(), inlined: the hottest line of every op
+    out.data = result if type(result) is np.ndarray else _as_data(result)
+    out.grad = out._fw = None
     fw_active = state.fw_levels
     if state.grad_enabled:
         for t in inputs:
@@ -484,6 +539,12 @@ def apply(prim, inputs, params=_EMPTY):
 
 _new_tensor = Tensor.__new__
 _DATA = operator.attrgetter("data")
+
+
+def _as_data(result):
+    """A forward's result as a Tensor's ``.data``: NumPy scalars become 0-d arrays; batched
+    data stays as it is."""
+    return result if type(result) is BatchedData else np.asarray(result)
 
 
 def _apply_arrays(prim, inputs, params):
@@ -624,6 +685,9 @@ class Alias(Primitive):
     an alias of each input so that only paths through that alias count."""
     name = "alias"
 
+    def batch(self, info, x):
+        return apply(self, (x,))
+
     def forward(self, x):
         return x.view()
 
@@ -659,6 +723,10 @@ def needs_graph(*tensors) -> bool:
     if STATE.fw_levels:
         for t in tensors:
             if t is not None and t._fw:
+                return True
+    if STATE.vmap_levels:  # batched values go through apply (their batching rules)
+        for t in tensors:
+            if t is not None and type(t.data) is BatchedData:
                 return True
     return False
 
@@ -720,3 +788,6 @@ class _TransformScope:
 
 
 transform_scope = _TransformScope()
+
+
+from .batching import _Decomposed, dispatch as _dispatch_batched  # noqa: E402  (uses Tensor)

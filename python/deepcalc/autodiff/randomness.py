@@ -89,3 +89,26 @@ def draw(op: str, sample):
     transform's randomness policy gives in its place."""
     scope = _LOCAL.scope
     return sample() if scope is None else scope.draw(op, sample)
+
+
+def draw_tensor(op: str, sample):
+    """A Tensor of random numbers from ``sample(lead)`` (an array of shape ``lead`` + the slice
+    shape), as ``draw`` gives, and under ``vmap`` as its ``randomness`` says: 'error' raises,
+    'same' draws one slice for the whole batch, 'different' one per slice (a batched Tensor)."""
+    from .batching import batched
+    from .graph import STATE, wrap
+    levels = STATE.vmap_levels
+    if not levels:
+        return wrap(draw(op, lambda: sample(())))
+    info = STATE.vmap_info
+    for level in levels:
+        if info[level][1] == "error":
+            raise RuntimeError(f"{op}: random numbers drawn inside vmap with randomness='error'; "
+                               "pass randomness='different' (fresh numbers for each slice) or "
+                               "'same' (one draw shared by every slice), or put the layer in "
+                               "eval mode")
+    different = [level for level in levels if info[level][1] == "different"]
+    t = wrap(draw(op, lambda: sample(tuple(info[level][0] for level in different))))
+    for level in different:  # outermost first: each level's value is the next outer one's
+        t = batched(t, level)
+    return t

@@ -116,7 +116,7 @@ def _outer_watching(watched) -> bool:
 
 
 def _zeros_like(x: Tensor) -> Tensor:
-    return wrap(np.zeros_like(x.data))
+    return wrap(np.zeros(x.shape, x.dtype))  # the same for every slice of a batched x
 
 
 def _strip_reverse(t: Tensor, keep: bool) -> Tensor:

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..autodiff.batching import unary_rule
 from ..autodiff.graph import Primitive, Tensor, apply, wrap
 
 
 class Cast(Primitive):
     name = "cast"
+    batch = unary_rule
 
     def forward(self, x, dtype):
         return x.astype(dtype)

@@ -13,7 +13,9 @@ import math
 import numpy as np
 
 from .. import _core
-from ..autodiff.graph import TENSOR_TYPES, Primitive, Tensor, apply, wrap
+from ..autodiff.batching import (align, align_array, binary_rule, constant, materialize,
+                                 materialize_array, same_shape_rule, unary_rule)
+from ..autodiff.graph import TENSOR_TYPES, BatchedData, Primitive, Tensor, apply, wrap
 from ._convert import (DEFAULT_DTYPE, as_tensor, binary_operands, broadcast_shapes, check_float,
                        contiguous, to_array)
 from .shape import broadcast_to, sum_to
@@ -42,6 +44,7 @@ def _out_tangent(ctx, t):
 
 class Add(Primitive):
     name = "add"
+    batch = binary_rule
 
     def forward(self, a, b):
         return np.add(a, b)
@@ -59,6 +62,7 @@ class Add(Primitive):
 
 class Sub(Primitive):
     name = "sub"
+    batch = binary_rule
 
     def forward(self, a, b):
         return np.subtract(a, b)
@@ -76,6 +80,7 @@ class Sub(Primitive):
 
 class Mul(Primitive):
     name = "mul"
+    batch = binary_rule
 
     def forward(self, a, b):
         return np.multiply(a, b)
@@ -95,6 +100,7 @@ class Mul(Primitive):
 
 class Div(Primitive):
     name = "div"
+    batch = binary_rule
 
     def forward(self, a, b):
         if a.dtype.kind != "f":  # true division of integers gives the default float (torch)
@@ -115,9 +121,15 @@ class Div(Primitive):
         return _out_tangent(ctx, num / b)
 
 
+def _positive(a: Tensor) -> Tensor:
+    """The constant mask a > 0 (batched where ``a`` is)."""
+    return constant(lambda v: v > 0, a)
+
+
 class Pow(Primitive):
     """a ** b for tensor exponents; d/db = a**b log a (defined for a > 0)."""
     name = "pow"
+    batch = binary_rule
 
     def forward(self, a, b):
         return np.power(a, b)
@@ -125,19 +137,21 @@ class Pow(Primitive):
     def vjp(self, ctx, g):
         a, b = ctx.inputs
         ga = sum_to(g * b * a ** (b - 1), a.shape)
-        gb = sum_to(g * ctx.out * log(where(a.data > 0, a, 1.0)), b.shape) if b.requires_grad else None
+        gb = sum_to(g * ctx.out * log(where(_positive(a), a, 1.0)), b.shape) \
+            if b.requires_grad else None
         return ga, gb
 
     def jvp(self, ctx, ta, tb):
         a, b = ctx.inputs
         da = ta * b * a ** (b - 1) if ta is not None else None
-        db = tb * ctx.out * log(where(a.data > 0, a, 1.0)) if tb is not None else None
+        db = tb * ctx.out * log(where(_positive(a), a, 1.0)) if tb is not None else None
         return _out_tangent(ctx, _add_tangents(da, db))
 
 
 class PowScalar(Primitive):
     """x ** p for a Python number p."""
     name = "pow_scalar"
+    batch = unary_rule
 
     def forward(self, x, p):
         return np.power(x, p)
@@ -145,14 +159,14 @@ class PowScalar(Primitive):
     def vjp(self, ctx, g):
         p = ctx.params["p"]
         if p == 0:  # x**0 is constant; p x**(p-1) would give 0 * inf = nan at x = 0
-            return (_const(np.zeros_like(g.data)),)
+            return (_const(np.zeros(g.shape, g.dtype)),)
         x = ctx.inputs[0]
         return (g * p * x ** (p - 1) if p != 1 else g,)
 
     def jvp(self, ctx, t):
         p = ctx.params["p"]
         if p == 0:
-            return _const(np.zeros_like(t.data))
+            return _const(np.zeros(t.shape, t.dtype))
         return t * p * ctx.inputs[0] ** (p - 1) if p != 1 else t
 
 
@@ -194,6 +208,7 @@ def pow(a, b):
 
 class Neg(Primitive):
     name = "neg"
+    batch = unary_rule
 
     def forward(self, x):
         return np.negative(x)
@@ -209,6 +224,7 @@ class Neg(Primitive):
 
 class Exp(Primitive):
     name = "exp"
+    batch = unary_rule
 
     def forward(self, x):
         return np.exp(x)
@@ -224,6 +240,7 @@ class Exp(Primitive):
 
 class Log(Primitive):
     name = "log"
+    batch = unary_rule
 
     def forward(self, x):
         return np.log(x)
@@ -239,6 +256,7 @@ class Log(Primitive):
 
 class Sqrt(Primitive):
     name = "sqrt"
+    batch = unary_rule
 
     def forward(self, x):
         return np.sqrt(x)
@@ -254,19 +272,21 @@ class Sqrt(Primitive):
 
 class Abs(Primitive):
     name = "abs"
+    batch = unary_rule
 
     def forward(self, x):
         return np.abs(x)
 
     def vjp(self, ctx, g):
-        return (g * _const(np.sign(ctx.inputs[0].data)),)
+        return (g * constant(np.sign, ctx.inputs[0]),)
 
     def jvp(self, ctx, t):
-        return t * _const(np.sign(ctx.inputs[0].data))
+        return t * constant(np.sign, ctx.inputs[0])
 
 
 class Tanh(Primitive):
     name = "tanh"
+    batch = unary_rule
 
     def forward(self, x):
         return np.tanh(x)
@@ -284,6 +304,7 @@ class TanhBackward(Primitive):
     """g * (1 - y^2) with y = tanh(x): tanh's derivative as one primitive (one pass in backward);
     its own rules: d/dg = 1 - y^2, d/dy = -2 g y."""
     name = "tanh_backward"
+    batch = same_shape_rule
 
     def forward(self, g, y):
         return _core.activation_backward(contiguous(g), contiguous(y), "tanh")
@@ -301,6 +322,7 @@ class TanhBackward(Primitive):
 
 class Sigmoid(Primitive):
     name = "sigmoid"
+    batch = unary_rule
 
     def forward(self, x):
         # exp of a non-positive number only: no overflow for large |x|
@@ -319,6 +341,7 @@ class Sigmoid(Primitive):
 class SigmoidBackward(Primitive):
     """g * y (1 - y) with y = sigmoid(x); d/dg = y (1 - y), d/dy = g (1 - 2y)."""
     name = "sigmoid_backward"
+    batch = same_shape_rule
 
     def forward(self, g, y):
         return _core.activation_backward(contiguous(g), contiguous(y),
@@ -337,6 +360,7 @@ class SigmoidBackward(Primitive):
 
 class Relu(Primitive):
     name = "relu"
+    batch = unary_rule
 
     def forward(self, x):
         return np.maximum(x, 0)
@@ -353,6 +377,11 @@ class Relu(Primitive):
 class ReluBackward(Primitive):
     """g where x > 0, else 0.  Linear in g with a constant mask, so it is its own VJP and JVP."""
     name = "relu_backward"
+
+    def batch(self, info, g, x):
+        """g and the mask operand x, each with the mapped axis first."""
+        return apply(self, (materialize(g, info.batched[0], info.size),),
+                     {"x": materialize_array(x, "x" in info.params, info.size)})
 
     def forward(self, g, x):
         # the kernel passes g where its second argument is > 0 (relu's x or y, the same mask)
@@ -371,6 +400,7 @@ def _erf_array(x):
 
 class Erf(Primitive):
     name = "erf"
+    batch = unary_rule
 
     def forward(self, x):
         return _erf_array(x)
@@ -391,6 +421,7 @@ _INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
 class Gelu(Primitive):
     """GELU(x) = x Phi(x) (exact, erf form); d/dx = Phi(x) + x phi(x)."""
     name = "gelu"
+    batch = unary_rule
 
     def forward(self, x):
         return x * (0.5 * (1 + _erf_array(x * x.dtype.type(_INV_SQRT2))))
@@ -409,18 +440,22 @@ class Gelu(Primitive):
 class Clip(Primitive):
     """clip(x, lo, hi); the gradient passes where lo <= x <= hi (as torch.clamp)."""
     name = "clip"
+    batch = unary_rule
 
     def forward(self, x, lo, hi):
         return np.clip(x, lo, hi)
 
     def _mask(self, ctx, dtype):
-        x, lo, hi = ctx.inputs[0].data, ctx.params["lo"], ctx.params["hi"]
-        m = np.ones(x.shape, dtype=bool)
-        if lo is not None:
-            m &= x >= lo
-        if hi is not None:
-            m &= x <= hi
-        return _const(m.astype(dtype))
+        lo, hi = ctx.params["lo"], ctx.params["hi"]
+
+        def mask(x):
+            m = np.ones(x.shape, dtype=bool)
+            if lo is not None:
+                m &= x >= lo
+            if hi is not None:
+                m &= x <= hi
+            return m.astype(dtype)
+        return constant(mask, ctx.inputs[0])
 
     def vjp(self, ctx, g):
         return (g * self._mask(ctx, g.dtype),)
@@ -432,6 +467,12 @@ class Clip(Primitive):
 class Where(Primitive):
     """where(cond, a, b) with a constant boolean ``cond``."""
     name = "where"
+
+    def batch(self, info, a, b, cond):
+        c_b = "cond" in info.params
+        rank = max(info.ndim(a, 0), info.ndim(b, 1), cond.ndim - 1 if c_b else cond.ndim)
+        a, b = align(info, (a, b), rank)
+        return apply(self, (a, b), {"cond": align_array(cond, c_b, rank)})
 
     def forward(self, a, b, cond):
         return np.where(cond, a, b)
@@ -446,8 +487,8 @@ class Where(Primitive):
 
     def jvp(self, ctx, ta, tb):
         a, b = ctx.inputs
-        ta = ta if ta is not None else _const(np.zeros_like(a.data))
-        tb = tb if tb is not None else _const(np.zeros_like(b.data))
+        ta = ta if ta is not None else _const(np.zeros(a.shape, a.dtype))
+        tb = tb if tb is not None else _const(np.zeros(b.shape, b.dtype))
         return where(ctx.params["cond"], ta, tb)
 
 
@@ -519,8 +560,12 @@ def _clip_bound(name, v):
 def where(cond, a, b):
     """Pick ``a`` where ``cond`` holds, else ``b`` (broadcasting); ``cond`` is not differentiated."""
     cond = cond.data if isinstance(cond, Tensor) else cond
-    cond = (cond if isinstance(cond, np.ndarray) else to_array("where", cond)).astype(bool,
-                                                                                     copy=False)
+    if type(cond) is BatchedData:  # a batched mask under vmap: the rule takes its values
+        if cond.dtype != bool:
+            cond = constant(lambda c: c.astype(bool), wrap(cond)).data
+    else:
+        cond = (cond if isinstance(cond, np.ndarray) else to_array("where", cond)).astype(
+            bool, copy=False)
     a, b = binary_operands("where", a, b)
     broadcast_shapes("where", cond.shape, a.shape, b.shape)
     return apply(_where, (a, b), {"cond": cond})
@@ -528,7 +573,7 @@ def where(cond, a, b):
 
 def sign(x) -> Tensor:
     """Sign of each element (no gradient: a piecewise-constant function)."""
-    return wrap(np.sign(as_tensor(x, None, "sign").data))
+    return constant(np.sign, as_tensor(x, None, "sign"))
 
 
 # --- comparisons (results are bool tensors and carry no gradient) ---------------------------
@@ -536,7 +581,7 @@ def sign(x) -> Tensor:
 def _compare(fn, opname):
     def op(a, b):
         a, b = binary_operands(opname, a, b)
-        return wrap(fn(a.data, b.data))
+        return constant(fn, a, b)
     op.__name__ = opname
     return op
 
@@ -557,24 +602,27 @@ class MaximumMinimum(Primitive):
     def __init__(self, name, fn, loses):
         self.name, self.fn, self.loses = name, fn, loses  # loses(a, b): a does not win
 
+    batch = binary_rule
+
     def forward(self, a, b):
         return self.fn(a, b)
 
     def _weight(self, x, other, dtype):
-        w = 1 - 0.5 * (x == other).astype(dtype)
-        return _const(w * ~self.loses(x, other))
+        def weight(x, other):
+            return (1 - 0.5 * (x == other).astype(dtype)) * ~self.loses(x, other)
+        return constant(weight, x, other)
 
     def vjp(self, ctx, g):
         a, b = ctx.inputs
-        return (sum_to(g * self._weight(a.data, b.data, g.dtype), a.shape)
+        return (sum_to(g * self._weight(a, b, g.dtype), a.shape)
                 if a.requires_grad else None,
-                sum_to(g * self._weight(b.data, a.data, g.dtype), b.shape)
+                sum_to(g * self._weight(b, a, g.dtype), b.shape)
                 if b.requires_grad else None)
 
     def jvp(self, ctx, ta, tb):
         a, b = ctx.inputs
-        return _add_tangents(ta * self._weight(a.data, b.data, ta.dtype) if ta is not None else None,
-                             tb * self._weight(b.data, a.data, tb.dtype) if tb is not None else None)
+        return _add_tangents(ta * self._weight(a, b, ta.dtype) if ta is not None else None,
+                             tb * self._weight(b, a, tb.dtype) if tb is not None else None)
 
 
 maximum = _binary(MaximumMinimum("maximum", np.maximum, np.less), "maximum")

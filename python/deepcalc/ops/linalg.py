@@ -8,9 +8,10 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _core
+from ..autodiff.batching import bdim_shape, unary_rule
 from ..autodiff.graph import TENSOR_TYPES, Primitive, Tensor, apply, wrap
 from ._convert import as_tensor, binary_operands, check_float
-from .shape import reshape, sum_to, swapaxes
+from .shape import reshape, sum_to, swapaxes, transpose
 
 
 _DIRECT_K = 16  # cpp/gemm/gemm_direct_simd.h: B not transposed and k <= 16 runs unpacked
@@ -72,6 +73,27 @@ class MatMul(Primitive):
     dA = g op_b(B)^T, or op_b(B) g^T when A was transposed; dB = op_a(A)^T g, or g^T op_a(A)."""
     name = "matmul"
     array_rule = True
+
+    def batch(self, info, a, b, trans_a=False, trans_b=False):
+        """One GEMM for the whole batch where the shapes allow: the rows of every slice of a
+        batched A against a shared B, or a shared A against the columns of every slice of B;
+        otherwise NumPy-style broadcast batch axes, the slices' axes aligned."""
+        ba, bb = info.batched
+        flags = _FLAGS[trans_a, trans_b]
+        if ba and not bb and b.ndim == 2 and not trans_a:
+            out = apply(self, (reshape(a, (-1, a.shape[-1])), b), flags)
+            return reshape(out, a.shape[:-1] + out.shape[-1:])
+        if bb and not ba and a.ndim == 2 and b.ndim == 3:
+            size, n = b.shape[0], b.shape[1 if trans_b else 2]
+            b2 = transpose(b, (2, 0, 1) if trans_b else (1, 0, 2))  # (k, B, n)
+            out = apply(self, (a, reshape(b2, (b2.shape[0], -1))), _FLAGS[trans_a, False])
+            return transpose(reshape(out, (out.shape[0], size, n)), (1, 0, 2))
+        rank = max(info.ndim(a, 0), info.ndim(b, 1))
+        if ba:
+            a = reshape(a, bdim_shape(a, rank))
+        if bb:
+            b = reshape(b, bdim_shape(b, rank))
+        return apply(self, (a, b), flags)
 
     def forward(self, a, b, trans_a=False, trans_b=False):
         return gemm(a, b, trans_a, trans_b)
@@ -144,6 +166,7 @@ def _check_square(op, x: Tensor):
 class Inv(Primitive):
     """Matrix inverse; d(A^-1) = -A^-1 dA A^-1."""
     name = "inv"
+    batch = unary_rule  # NumPy inverts a stack of matrices
 
     def forward(self, a):
         try:
@@ -164,6 +187,7 @@ class Inv(Primitive):
 class LogAbsDet(Primitive):
     """log|det A|; d log|det A| = tr(A^-1 dA), so the gradient is A^-T."""
     name = "logabsdet"
+    batch = unary_rule
 
     def forward(self, a):
         return np.asarray(np.linalg.slogdet(a)[1], dtype=a.dtype)

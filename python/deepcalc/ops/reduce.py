@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..autodiff.batching import constant
 from ..autodiff.graph import Primitive, Tensor, apply, wrap
 from ._convert import as_tensor, check_float, normalize_axis
 from .shape import broadcast_to, reshape
@@ -20,8 +21,14 @@ def _expand(g: Tensor, in_shape, axes, keepdims) -> Tensor:
     return broadcast_to(g, in_shape)
 
 
+def _reduce_rule(self, info, x, axes, keepdims):
+    """``batch`` of a reduction over ``axes``: the same reduction one axis further right."""
+    return apply(self, (x,), {"axes": tuple(a + 1 for a in axes), "keepdims": keepdims})
+
+
 class Sum(Primitive):
     name = "sum"
+    batch = _reduce_rule
 
     def forward(self, x, axes, keepdims):
         return np.asarray(np.sum(x, axis=axes, keepdims=keepdims))
@@ -41,6 +48,7 @@ class MaxMin(Primitive):
     is the max (and min) of its slice, and the NaNs of a slice share its gradient (as
     torch.max() does), the other elements getting 0."""
     saves = True
+    batch = _reduce_rule
 
     def __init__(self, name, fn):
         self.name, self.fn = name, fn
@@ -56,12 +64,27 @@ class MaxMin(Primitive):
         return (out if keepdims else out.reshape([n for i, n in enumerate(out.shape)
                                                    if i not in axes]), weights)
 
+    def _weights(self, ctx) -> Tensor:
+        """The forward's saved weights, or (for a node recorded under vmap, which saves nothing)
+        the same weights rebuilt from x and the result: the elements equal to the extreme (or
+        NaN where it is NaN), each slice's share 1 / count."""
+        if ctx.saved is not None:
+            return wrap(ctx.saved)
+        x, axes = ctx.inputs[0].detach(), ctx.params["axes"]
+        m = ctx.out.detach()
+        if not ctx.params["keepdims"]:
+            m = reshape(m, _keepdims_shape(x.shape, axes))
+        mask = constant(lambda a, e: ((a == e) | (np.isnan(a) & np.isnan(e))).astype(a.dtype), x, m)
+        return mask / sum(mask, axes, keepdims=True)
+
     def vjp(self, ctx, g):
         x = ctx.inputs[0]
-        return (_expand(g, x.shape, ctx.params["axes"], ctx.params["keepdims"]) * wrap(ctx.saved),)
+        return (_expand(g, x.shape, ctx.params["axes"], ctx.params["keepdims"]) *
+                self._weights(ctx),)
 
     def jvp(self, ctx, t):
-        return sum(t * wrap(ctx.saved), axis=ctx.params["axes"], keepdims=ctx.params["keepdims"])
+        return sum(t * self._weights(ctx), axis=ctx.params["axes"],
+                   keepdims=ctx.params["keepdims"])
 
 
 _sum = Sum()
@@ -136,6 +159,7 @@ def _var(op, x, axis, keepdims, ddof):
 class LogSumExp(Primitive):
     """log sum exp over axes, shifted by the max for stability; d/dx = softmax(x)."""
     name = "logsumexp"
+    batch = _reduce_rule
 
     def forward(self, x, axes, keepdims):
         if x.size == 0:  # an empty slice sums to 0: its log sum exp is -inf (as torch)

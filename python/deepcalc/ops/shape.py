@@ -7,17 +7,22 @@ import math
 
 import numpy as np
 
+from ..autodiff.batching import bdim_shape, materialize, moveaxis
 from ..autodiff.graph import Primitive, Tensor, apply, wrap
 from ._convert import (as_tensor, check_permutation, check_shape, normalize_axis,
                        normalize_one_axis)
 
 
 def _zeros(t: Tensor) -> Tensor:
-    return wrap(np.zeros_like(t.data))
+    return wrap(np.zeros(t.shape, t.dtype))
 
 
 class BroadcastTo(Primitive):
     name = "broadcast_to"
+
+    def batch(self, info, x, shape):
+        x = _reshape_to(x, bdim_shape(x, len(shape)))
+        return apply(self, (x,), {"shape": (info.size,) + tuple(shape)})
 
     def forward(self, x, shape):
         return np.broadcast_to(x, shape)
@@ -34,6 +39,14 @@ class BroadcastTo(Primitive):
 class SumTo(Primitive):
     """Sum a broadcast result back down to ``shape`` (the adjoint of broadcasting)."""
     name = "sum_to"
+
+    def batch(self, info, x, shape):
+        extra = x.ndim - 1 - len(shape)  # leading slice axes summed away
+        if extra:
+            from .reduce import _sum
+            x = apply(_sum, (x,), {"axes": tuple(range(1, extra + 1)), "keepdims": False})
+        target = (info.size,) + tuple(shape)
+        return x if x.shape == target else apply(self, (x,), {"shape": target})
 
     def forward(self, x, shape):
         return sum_to_array(x, shape)
@@ -89,6 +102,9 @@ def sum_to(x: Tensor, shape) -> Tensor:
 class Reshape(Primitive):
     name = "reshape"
 
+    def batch(self, info, x, shape):
+        return apply(self, (x,), {"shape": (info.size,) + tuple(shape)})
+
     def forward(self, x, shape):
         return x.reshape(shape)
 
@@ -126,6 +142,9 @@ def reshape(x, *shape) -> Tensor:
 
 class Transpose(Primitive):
     name = "transpose"
+
+    def batch(self, info, x, axes):
+        return apply(self, (x,), {"axes": (0,) + tuple(a + 1 for a in axes)})
 
     def forward(self, x, axes):
         return x.transpose(axes)
@@ -211,8 +230,35 @@ def _normalize_index(index):
     return index
 
 
+def _batched_index(index):
+    """(the index with a full slice in front for the mapped axis, the axis where NumPy then
+    puts the mapped axis: 0, or after the broadcast index axes when advanced indices (arrays,
+    and ints among them) are not adjacent, NumPy's rule)."""
+    items = index if isinstance(index, tuple) else (index,)
+    phys = (slice(None),) + items
+    adv = [i for i, it in enumerate(items)
+           if isinstance(it, (np.ndarray, list)) and not isinstance(it, bool)]
+    if not adv:
+        return phys, 0
+    ints = [i for i, it in enumerate(items) if isinstance(it, (int, np.integer))
+            and not isinstance(it, bool)]
+    where = sorted(adv + ints)
+    if where[-1] - where[0] + 1 == len(where):
+        return phys, 0
+    arrays = []
+    for i in adv:
+        a = np.asarray(items[i])
+        arrays.extend(np.nonzero(a) if a.dtype == bool else (a,))
+    return phys, len(np.broadcast_shapes(*(a.shape for a in arrays)))
+
+
 class GetItem(Primitive):
     name = "getitem"
+
+    def batch(self, info, x, index):
+        phys, moved = _batched_index(index)
+        out = apply(self, (x,), {"index": phys})
+        return moveaxis(out, moved, 0) if moved else out
 
     def forward(self, x, index):
         out = x[index]
@@ -229,6 +275,12 @@ class IndexAdd(Primitive):
     """zeros(shape) with ``g`` added at ``index`` (repeated indices accumulate): the adjoint
     of indexing."""
     name = "index_add"
+
+    def batch(self, info, g, shape, index):
+        phys, moved = _batched_index(index)
+        if moved:  # g's mapped axis sits after the broadcast index axes, as indexing puts it
+            g = moveaxis(g, 0, moved)
+        return apply(self, (g,), {"shape": (info.size,) + tuple(shape), "index": phys})
 
     def forward(self, g, shape, index):
         out = np.zeros(shape, dtype=g.dtype)
@@ -262,6 +314,10 @@ def index_add(shape, index, g: Tensor) -> Tensor:
 class Concatenate(Primitive):
     name = "concatenate"
 
+    def batch(self, info, *xs, axis):
+        xs = tuple(materialize(x, b, info.size) for x, b in zip(xs, info.batched))
+        return apply(self, xs, {"axis": axis + 1})
+
     def forward(self, *xs, axis):
         return np.concatenate(xs, axis=axis)
 
@@ -282,6 +338,10 @@ class Concatenate(Primitive):
 
 class Stack(Primitive):
     name = "stack"
+
+    def batch(self, info, *xs, axis):
+        xs = tuple(materialize(x, b, info.size) for x, b in zip(xs, info.batched))
+        return apply(self, xs, {"axis": axis + 1})
 
     def forward(self, *xs, axis):
         return np.stack(xs, axis=axis)
@@ -331,6 +391,10 @@ def stack(xs, axis: int = 0) -> Tensor:
         raise ValueError(f"stack: all tensors must have the same shape, got {[x.shape for x in xs]}")
     axis = normalize_one_axis("stack", axis, xs[0].ndim + 1)
     return apply(_stack, tuple(xs), {"axis": axis})
+
+
+def _reshape_to(x: Tensor, shape) -> Tensor:
+    return x if x.shape == tuple(shape) else apply(_reshape, (x,), {"shape": tuple(shape)})
 
 
 _T2 = {"axes": (1, 0)}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _core
+from ..autodiff.batching import materialize
 from ..autodiff.graph import Primitive, Tensor, apply
 from ._convert import as_tensor, check_float, normalize_one_axis
 from .elementwise import exp
@@ -36,6 +37,9 @@ class Softmax(Primitive):
         self.name = "log_softmax" if log else "softmax"
         self.backward = SoftmaxBackward(log)
 
+    def batch(self, info, x, axis):
+        return apply(self, (x,), {"axis": axis + 1})
+
     def forward(self, x, axis):
         return _unrows(_core.softmax_forward(_rows(x, axis), self.log), axis)
 
@@ -55,6 +59,10 @@ class SoftmaxBackward(Primitive):
     def __init__(self, log: bool):
         self.log = log
         self.name = "log_softmax_backward" if log else "softmax_backward"
+
+    def batch(self, info, y, g, axis):
+        y, g = (materialize(v, b, info.size) for v, b in zip((y, g), info.batched))
+        return apply(self, (y, g), {"axis": axis + 1})
 
     def forward(self, y, g, axis):
         return _unrows(_core.softmax_backward(_rows(y, axis), _rows(g, axis), self.log), axis)
