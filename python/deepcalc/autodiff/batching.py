@@ -265,6 +265,16 @@ def physical(x: Tensor):
     return d.value, d.level
 
 
+def values(x: Tensor) -> np.ndarray:
+    """The array beneath every vmap level of ``x`` (the mapped axes first, outermost first): for
+    checks that hold slice by slice exactly when they hold for all values (e.g. that integer
+    targets are in range)."""
+    d = x.data
+    while type(d) is BatchedData:
+        d = d.value.data
+    return d
+
+
 def batch_size(level: int) -> int:
     return STATE.vmap_info[level][0]
 

@@ -19,7 +19,8 @@ from ..autodiff.graph import (STATE, Tensor, dual, enable_grad, new_level, node_
 from ..autodiff.pytree import flatten
 from ..autodiff.randomness import check_policy, random_scope
 from ..ops.linalg import slogdet
-from ..ops.shape import reshape, stack
+from ..autodiff.batching import moveaxis
+from ..ops.shape import concatenate, getitem, reshape
 
 
 def _check_tensor(op, x, what="argument"):
@@ -268,27 +269,35 @@ def _drop_level(o: Tensor, level) -> Tensor:
     return v
 
 
-def _basis(shape, dtype, i):
-    e = np.zeros(int(np.prod(shape)), dtype=dtype)
-    e[i] = 1
-    return wrap(e.reshape(shape))
+def _basis_rows(n: int, start: int, stop: int, shape, dtype) -> Tensor:
+    """Rows ``start..stop`` of the n x n identity, each reshaped to ``shape``: a chunk of the
+    standard basis (made one chunk at a time, so memory follows the chunk)."""
+    e = np.zeros((stop - start, n), dtype=dtype)
+    e[np.arange(stop - start), np.arange(start, stop)] = 1
+    return wrap(e.reshape((stop - start,) + tuple(shape)))
 
 
 def _check_chunk(op, chunk_size):
-    if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
+    if chunk_size is not None and (not isinstance(chunk_size, int) or isinstance(chunk_size, bool)
+                                   or chunk_size < 1):
         raise ValueError(f"{op}: chunk_size must be a positive int or None, got {chunk_size!r}")
 
 
-def jacrev(f, argnums=0, chunk_size=None, has_aux=False):
-    """Jacobian by reverse mode: one forward pass, one VJP per output element.  The result has
-    shape ``out.shape + in.shape`` (a tuple of them for a tuple ``argnums``).
+def _chunks(n: int, chunk_size):
+    step = n if chunk_size is None else chunk_size
+    return [(a, min(a + step, n)) for a in range(0, n, max(step, 1))]
 
-    ``chunk_size`` rows are assembled at a time; deepcalc evaluates the VJPs one basis vector
-    at a time (no vmap), so peak memory is that of one VJP plus the Jacobian itself."""
+
+def jacrev(f, argnums=0, chunk_size=None, has_aux=False):
+    """Jacobian by reverse mode: one forward pass, then the VJPs of the standard basis of the
+    output, batched by ``vmap`` (``chunk_size`` basis vectors at a time: peak memory grows with
+    the chunk, not with the output's size).  The result has shape ``out.shape + in.shape`` (a
+    tuple of them for a tuple ``argnums``)."""
     _check_chunk("jacrev", chunk_size)
     _check_callable("jacrev", f)
 
     def wrapper(*args):
+        from .vmap import vmap
         nums = _argnums_tuple(argnums, len(args), "jacrev")
         for a in nums:
             _check_tensor("jacrev", args[a])
@@ -302,21 +311,23 @@ def jacrev(f, argnums=0, chunk_size=None, has_aux=False):
         out, aux = _split_aux("jacrev", result) if has_aux else (result, None)
         if has_aux:
             vjp_fn0 = vjp_fn
-            vjp_fn = lambda c: vjp_fn0((c, _zeros_aux(aux)))
+            vjp_fn = lambda c: vjp_fn0((c, _zeros_aux(aux)))  # noqa: E731
         _check_tensor("jacrev", out, "output")
         n_out = out.size
-        rows = [[] for _ in nums]
-        for i in range(n_out):
-            gs = vjp_fn(_basis(out.shape, out.dtype, i))
+        parts = [[] for _ in nums]
+        batched_vjp = vmap(lambda c: tuple(vjp_fn(c)))
+        for start, stop in _chunks(n_out, chunk_size):
+            gs = batched_vjp(_basis_rows(n_out, start, stop, out.shape, out.dtype))
             for k, gk in enumerate(gs):
-                rows[k].append(gk)
+                parts[k].append(gk)
         jacs = []
         for k, a in enumerate(nums):
             x = args[a]
             if n_out == 0:
                 jacs.append(wrap(np.zeros(out.shape + x.shape, dtype=x.dtype)))
             else:
-                jacs.append(reshape(stack(rows[k]), out.shape + x.shape))
+                rows = parts[k][0] if len(parts[k]) == 1 else concatenate(parts[k])
+                jacs.append(reshape(rows, out.shape + x.shape))
         res = jacs[0] if isinstance(argnums, int) else tuple(jacs)
         return (res, aux) if has_aux else res
     return wrapper
@@ -328,16 +339,18 @@ def _zeros_aux(aux):
 
 
 def jacfwd(f, argnums=0, chunk_size=None, randomness="same"):
-    """Jacobian by forward mode: one JVP per input element (shape ``out.shape + in.shape``).
+    """Jacobian by forward mode: the JVPs of the standard basis of the input, batched by
+    ``vmap`` (``chunk_size`` at a time), shape ``out.shape + in.shape``.
 
-    f is evaluated once per input element; ``randomness`` says what random layers inside it
-    (Dropout, noisy BatchNorm) draw: 'same' (default) one set of draws for the whole call,
-    'different' fresh draws each evaluation, 'error' raise (autodiff/randomness.py)."""
+    f is evaluated once per chunk; ``randomness`` says what random layers inside it (Dropout,
+    noisy BatchNorm) draw: 'same' (default) one set of draws for the whole Jacobian, 'different'
+    fresh draws for each column, 'error' raise (autodiff/randomness.py)."""
     _check_chunk("jacfwd", chunk_size)
     _check_callable("jacfwd", f)
     check_policy("jacfwd", randomness)
 
     def wrapper(*args):
+        from .vmap import vmap
         nums = _argnums_tuple(argnums, len(args), "jacfwd")
         jacs = []
         for a in nums:
@@ -348,12 +361,13 @@ def jacfwd(f, argnums=0, chunk_size=None, randomness="same"):
                 full = list(args)
                 full[a] = xa
                 return f(*full)
-            cols = []
-            out = None
+            cols, out = [], None
+            batched_jvp = vmap(lambda t: _jvp("jacfwd", g, (x,), (t,)), randomness=randomness)
             with random_scope(randomness, "jacfwd") as scope:
-                for j in range(x.size):
+                for start, stop in _chunks(x.size, chunk_size):
                     scope.next_evaluation()
-                    out, t = _jvp("jacfwd", g, (x,), (_basis(x.shape, x.dtype, j),))
+                    outs, t = batched_jvp(_basis_rows(x.size, start, stop, x.shape, x.dtype))
+                    out = getitem(outs, 0) if out is None else out
                     cols.append(t)
                 if out is None:
                     scope.next_evaluation()
@@ -362,7 +376,9 @@ def jacfwd(f, argnums=0, chunk_size=None, randomness="same"):
             if not cols:
                 jacs.append(wrap(np.zeros(out.shape + x.shape, dtype=x.dtype)))
             else:
-                jacs.append(reshape(stack(cols, axis=-1), out.shape + x.shape))
+                t = cols[0] if len(cols) == 1 else concatenate(cols)   # (n_in,) + out.shape
+                t = moveaxis(t, 0, -1) if t.ndim > 1 else t
+                jacs.append(reshape(t, out.shape + x.shape))
         return jacs[0] if isinstance(argnums, int) else tuple(jacs)
     return wrapper
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import ops
+from ..autodiff.batching import constant, is_batched, values
 from ..autodiff.graph import Tensor, in_transform, wrap
 from ..autodiff.randomness import draw
 from ..creation import default_generator
@@ -109,7 +110,10 @@ def _reduce(loss: Tensor, reduction: str, op: str):
 
 def _targets(op, logits: Tensor, target):
     _check_float_input(op, logits)
-    t = np.asarray(target.data if isinstance(target, Tensor) else target)
+    if is_batched(target):  # per-slice targets under vmap: a batched Tensor
+        t = target
+    else:
+        t = np.asarray(target.data if isinstance(target, Tensor) else target)
     if t.dtype.kind not in "iu":
         raise TypeError(f"{op}: target must hold integer class indices, got {t.dtype}")
     if logits.ndim != 2 or t.shape != (logits.shape[0],):
@@ -145,6 +149,8 @@ def nll_loss(log_probs, target, weight=None, ignore_index: int = -100, reduction
     t = _targets("nll_loss", log_probs, target)
     n, c = log_probs.shape
     w = _class_weight("nll_loss", weight, c, log_probs.dtype)
+    if isinstance(t, Tensor):
+        return _nll_batched(log_probs, t, w, ignore_index, reduction)
     valid = t != ignore_index
     bad = valid & ((t < 0) | (t >= c))
     if bad.any():
@@ -158,6 +164,31 @@ def nll_loss(log_probs, target, weight=None, ignore_index: int = -100, reduction
     if reduction == "mean":
         denom = wt.sum()
         return ops.sum(losses) / (denom if denom != 0 else np.nan)
+    return _reduce(losses, reduction, "nll_loss")
+
+
+def _target_weights(t: Tensor, w, ignore_index: int, dtype) -> Tensor:
+    """The weight of each target (0 where ignored) as a constant Tensor, batched as t is."""
+    def weights(a):
+        valid = a != ignore_index
+        return (valid if w is None else w[np.where(valid, a, 0)] * valid).astype(dtype)
+    return constant(weights, t)
+
+
+def _nll_batched(log_probs, t: Tensor, w, ignore_index: int, reduction: str):
+    """nll_loss for targets batched by vmap: the picked log-probabilities as a product with
+    one-hot rows (indexing by per-slice targets), the targets checked on all slices at once."""
+    c, dtype = log_probs.shape[1], log_probs.dtype
+    tv = values(t)
+    bad = (tv != ignore_index) & ((tv < 0) | (tv >= c))
+    if bad.any():
+        raise IndexError(f"nll_loss: target {int(tv[bad][0])} is out of range for {c} classes")
+    onehot = constant(lambda a: (np.where(a != ignore_index, a, 0)[..., None] ==
+                                 np.arange(c)).astype(dtype), t)
+    wt = _target_weights(t, w, ignore_index, dtype)
+    losses = -ops.sum(log_probs * onehot, axis=1) * wt
+    if reduction == "mean":
+        return ops.sum(losses) / ops.sum(wt)
     return _reduce(losses, reduction, "nll_loss")
 
 
@@ -175,6 +206,14 @@ def cross_entropy(logits, target, weight=None, ignore_index: int = -100,
     loss = nll_loss(logp, t, w, ignore_index, reduction)
     if label_smoothing == 0:
         return loss
+    if isinstance(t, Tensor):  # batched targets (vmap)
+        valid = constant(lambda a: (a != ignore_index).astype(logits.dtype), t)
+        smooth = -ops.sum(logp if w is None else logp * wrap(w), axis=1) * valid
+        if reduction == "mean":
+            smooth = ops.sum(smooth) / ops.sum(_target_weights(t, w, ignore_index, logits.dtype))
+        else:
+            smooth = _reduce(smooth, reduction, "cross_entropy")
+        return loss * (1 - label_smoothing) + smooth * (label_smoothing / c)
     valid = (t != ignore_index).astype(logits.dtype)
     smooth = -ops.sum(logp if w is None else logp * wrap(w), axis=1) * wrap(valid)
     if reduction == "mean":

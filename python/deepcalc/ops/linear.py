@@ -55,9 +55,27 @@ def act_second_derivative(name, s):
     return None
 
 
+def _activation(name, z):
+    """act(z) as deepcalc ops."""
+    from .elementwise import gelu, relu, sigmoid, tanh
+    return {"none": lambda v: v, "relu": relu, "tanh": tanh, "sigmoid": sigmoid,
+            "gelu": gelu}[name](z)
+
+
 class LinearAct(Primitive):
     name = "linear"
     saves = True
+
+    def batch(self, info, x, w, *b, activation):
+        """Batched inputs against shared weights: one fused GEMM over the rows of every slice
+        (the forward takes any leading shape).  Batched weights: ``decompose``."""
+        if any(info.batched[1:]):
+            return NotImplemented
+        return apply(self, (x, w) + b, {"activation": activation})
+
+    def decompose(self, x, w, *b, activation):
+        z = matmul(x, transpose(w))
+        return _activation(activation, z + b[0] if b else z)
 
     def forward(self, x, w, *b, activation):
         x2 = x if x.ndim == 2 and x.flags.c_contiguous else \
@@ -110,6 +128,23 @@ class LinearBackward(Primitive):
     """(dy, x, W[, s]) -> the gradients named by ``needs`` among (dx, dW, db)."""
     name = "linear_backward"
     multiple_results = True
+
+    def decompose(self, dy, x, w, *s, activation, needs):
+        """Under vmap: the backward as deepcalc ops (dz = dy * act'(s); dx = dz W, dW = dz^T x,
+        db = sum(dz)), each batched by its own rule, so every slice gets its own dW and db
+        (per-sample gradients: a product of a one-row dz and x is an outer product)."""
+        out_f, in_f = w.shape
+        dy2, x2 = reshape(dy, (-1, out_f)), reshape(x, (-1, in_f))
+        s2 = reshape(s[0], (-1, out_f)) if s else None
+        dz = act_derivative_times(activation, dy2, s2)
+        out = []
+        if needs[0]:
+            out.append(reshape(matmul(dz, w), x.shape))
+        if needs[1]:
+            out.append(matmul(transpose(dz), x2))
+        if needs[2]:
+            out.append(sum(dz, axis=0))
+        return tuple(out)
 
     def forward(self, dy, x, w, *s, activation, needs):
         out_f, in_f = w.shape

@@ -29,6 +29,8 @@ from ..autodiff.composite import composite_jvp, composite_vjp
 from ..autodiff.graph import Primitive, apply, wrap
 from .elementwise import sqrt
 from .reduce import mean, sum
+
+_mean = mean
 from .shape import broadcast_to, reshape
 
 
@@ -175,6 +177,26 @@ class _NormForward(Primitive):
     multiple_results = True
     differentiable_outputs = (0,)
 
+    def batch(self, info, x, *params, eps):
+        """Layer norm of a batched x with shared gamma and beta: the kernel on the whole batch
+        (its rows are independent).  Other cases: ``decompose``."""
+        if self.layout.batch or not info.batched[0] or any(info.batched[1:]):
+            return NotImplemented
+        return apply(self, (x,) + params, {"eps": eps})
+
+    def decompose(self, x, *params, eps):
+        """(y, mean, invstd) as deepcalc ops (statistics per slice under vmap)."""
+        lay = self.layout
+        x_hat, invstd = lay.stats(x, eps)
+        axes = lay.axes(x)
+        y = x_hat
+        if params:
+            shape = lay.param_shape(x)
+            y = x_hat * reshape(params[0], shape) + reshape(params[1], shape)
+        keep = [n for i, n in enumerate(x.shape) if i not in axes]
+        return (y, reshape(mean(x, axes, keepdims=True), keep).detach(),
+                reshape(invstd, keep).detach())
+
     def forward(self, x, *params, eps):
         gamma, beta = (_contiguous(p) for p in params) if params else (None, None)
         return self.layout.forward_kernel(np.ascontiguousarray(x), gamma, beta, eps)
@@ -198,6 +220,9 @@ class _NormForward(Primitive):
 class _NormForwardJvp(Primitive):
     """(x[, gamma], present tangents of x, gamma, beta) -> t_y: the forward's tangent in one
     native pass (cpp/norm); its own rules are those of ``_forward_tangent``."""
+
+    def decompose(self, *inputs, **params):  # under vmap: the composite, batched op by op
+        return self.composite(params)(*inputs)
 
     def forward(self, *arrays, eps, mean, invstd, present):
         (x, *gamma), (tx, tgamma, tbeta) = _unpack(arrays, present)
@@ -225,6 +250,22 @@ class _NormForwardJvp(Primitive):
 class _NormBackward(Primitive):
     """(dy, x[, gamma]) -> (dx[, dgamma, dbeta]), mean and invstd of x as parameters."""
     multiple_results = True
+
+    def decompose(self, dy, x, *gamma, eps, mean, invstd):
+        """Under vmap: dx = invstd (h - mean(h) - x_hat mean(h x_hat)), h = dy gamma, and
+        dgamma = sum(dy x_hat), dbeta = sum(dy) as deepcalc ops, x_hat from x (so every slice
+        gets its own statistics and parameter gradients)."""
+        lay = self.layout
+        axes = lay.axes(x)
+        x_hat, inv = lay.stats(x, eps)
+        h = dy * reshape(gamma[0], lay.param_shape(x)) if gamma else dy
+        avg = lambda v: _mean(v, axes, keepdims=True)  # noqa: E731
+        dx = inv * (h - avg(h) - x_hat * avg(h * x_hat))
+        if not gamma:
+            return (dx,)
+        other = lay.param_axes(x)
+        return (dx, reshape(sum(dy * x_hat, other), gamma[0].shape),
+                reshape(sum(dy, other), gamma[0].shape))
 
     def forward(self, dy, x, *gamma, eps, mean, invstd):
         dx, dgamma, dbeta = self.layout.backward_kernel(
@@ -268,6 +309,9 @@ class _NormBackwardJvp(Primitive):
     backward's tangent in one native kernel (cpp/norm); its own rules are those of
     ``_backward_tangent``."""
     multiple_results = True
+
+    def decompose(self, *inputs, **params):  # under vmap: the composite, batched op by op
+        return tuple(self.composite(params)(*inputs))
 
     def forward(self, *arrays, eps, mean, invstd, present):
         (g, x, *gamma), (tg, tx, tgamma) = _unpack(arrays, present)
@@ -322,6 +366,25 @@ class BatchNormEval(Primitive):
     constants (params), so every derivative is of an affine map in x (and bilinear in gamma)."""
     name = "batch_norm_eval"
     layout = _BATCH
+
+    def batch(self, info, x, *params, running_mean, running_var, eps):
+        """A batched x with shared gamma and beta: the slices' rows are more rows of one call
+        (the statistics are constants).  Batched gamma or beta: ``decompose``."""
+        if not info.batched[0] or any(info.batched[1:]):
+            return NotImplemented
+        shape = x.shape
+        out = apply(self, (reshape(x, (-1,) + shape[2:]),) + params,
+                    {"running_mean": running_mean, "running_var": running_var, "eps": eps})
+        return reshape(out, shape)
+
+    def decompose(self, x, *params, running_mean, running_var, eps):
+        shape = self.layout.param_shape(x)
+        s = 1.0 / np.sqrt(np.asarray(running_var, np.float64) + eps)
+        y = (x - wrap(np.asarray(running_mean).astype(x.dtype).reshape(shape))) * \
+            wrap(s.astype(x.dtype).reshape(shape))
+        if params:
+            y = y * reshape(params[0], shape) + reshape(params[1], shape)
+        return y
 
     def forward(self, x, *params, running_mean, running_var, eps):
         gamma, beta = (_contiguous(p) for p in params) if params else (None, None)
