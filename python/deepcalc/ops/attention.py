@@ -1,25 +1,39 @@
-"""Scaled dot-product attention on (B, H, L, D) tensors.
+"""Scaled dot-product attention on (B, H, L, D) tensors: fused native kernels (cpp/attention) at
+every order, and the reference composite.
 
     S = scale * Q K^T (+ additive mask, or -inf where a boolean mask is False or causal hides)
-    P = softmax(S) over the keys,   O = P V
+    P = softmax(S) over the keys,   O = P V,   lse_i = log sum_j exp(S_ij)
 
 A row whose scores are all -inf (every key masked) gives O = 0 and zero gradients, as torch 2.13
 does on CPU (its math backend's "safe softmax" and its flash kernel agree).
 
-This module holds the reference composite (matmul, where, softmax: differentiable at every
-order, O(L^2) memory).
+Three primitives, each a fused kernel at O(L) memory:
+* ``attention``: (q, k, v) -> (O, lse); lse is a constant of the graph (not differentiable);
+* ``attention_backward``: (q, k, v, dO) -> (dq, dk, dv), recomputing P tile by tile from lse;
+  the forward's VJP;
+* ``attention_jvp``: (q, k, v, present tangents) -> tO, the forward's JVP, with
+  tS = scale (tq K^T + q tK^T), tO = P (tS V + tV) - rowsum(P tS) O.
+The rules of the last two (the next order: ``create_graph``, ``hvp``, ``hessian``) are their
+equations as deepcalc ops (``_backward_rows``, ``_tangent_rows``), run one block of query rows at
+a time (``_QUERY_BLOCK``), so that memory stays O(block x Lk) per head, never O(Lq Lk).  O and lse
+travel as parameters: the composites recompute them from q, k, v, so every derivative goes
+through them.
 """
 from __future__ import annotations
 
+import builtins
 import math
 
 import numpy as np
 
-from ..autodiff.graph import Tensor, wrap
+from .. import _core
+from ..autodiff.composite import composite_jvp, composite_vjp
+from ..autodiff.graph import Primitive, Tensor, apply, needs_graph, wrap
 from ._convert import as_tensor, check_float
 from .elementwise import where
 from .linalg import matmul
-from .shape import swapaxes
+from .reduce import sum
+from .shape import concatenate, getitem, swapaxes
 from .softmax import softmax
 
 _OP = "scaled_dot_product_attention"
@@ -85,15 +99,26 @@ def _check_scale(scale, d):
     return scale
 
 
-def causal_mask(lq: int, lk: int) -> np.ndarray:
-    """(Lq, Lk) boolean, True where query i may see key j: j <= i (top-left aligned, torch's
-    is_causal)."""
-    return np.tril(np.ones((lq, lk), dtype=bool))
+def causal_mask(lq: int, lk: int, row0: int = 0) -> np.ndarray:
+    """(Lq, Lk) boolean, True where query row0 + i may see key j: j <= row0 + i (top-left
+    aligned, torch's is_causal)."""
+    return np.arange(lk)[None, :] <= np.arange(row0, row0 + lq)[:, None]
 
 
-def attention_reference(q, k, v, mask=None, causal=False, scale=1.0):
-    """(O, P): the composite of deepcalc ops, O(Lq Lk) memory; every argument checked already.
-    Rows whose scores are all -inf get P = 0 (so O = 0), as torch's safe softmax."""
+def _mask_rows(mask, i0: int, i1: int):
+    """Query rows [i0, i1) of a mask broadcastable to (B, H, Lq, Lk) (a broadcast query axis
+    stays as it is)."""
+    if mask is None:
+        return None
+    m = mask.data if isinstance(mask, Tensor) else mask
+    if m.ndim < 2 or m.shape[-2] == 1:
+        return mask
+    return mask[..., i0:i1, :]
+
+
+def _attention_rows(q, k, v, mask, causal, scale, row0=0):
+    """(O, P) for query rows row0 .. row0 + q.shape[2] as deepcalc ops, ``mask`` holding those
+    rows.  Rows whose scores are all -inf get P = 0 (so O = 0), as torch's safe softmax."""
     s = matmul(q, swapaxes(k, -1, -2)) * scale
     neg_inf = wrap(np.asarray(-np.inf, q.dtype))
     if mask is not None:
@@ -103,7 +128,7 @@ def attention_reference(q, k, v, mask=None, causal=False, scale=1.0):
         else:
             s = s + (mask if isinstance(mask, Tensor) else wrap(m))
     if causal:
-        s = where(causal_mask(q.shape[2], k.shape[2]), s, neg_inf)
+        s = where(causal_mask(q.shape[2], k.shape[2], row0), s, neg_inf)
     dead = np.all(s.data == -np.inf, axis=-1, keepdims=True)
     if dead.any():
         zero = wrap(np.zeros((), q.dtype))
@@ -111,6 +136,239 @@ def attention_reference(q, k, v, mask=None, causal=False, scale=1.0):
     else:
         p = softmax(s, axis=-1)
     return matmul(p, v), p
+
+
+def attention_reference(q, k, v, mask=None, causal=False, scale=1.0):
+    """(O, P): the composite of deepcalc ops, O(Lq Lk) memory; every argument checked already."""
+    return _attention_rows(q, k, v, mask, causal, scale)
+
+
+# --- the next order: composites over blocks of query rows -------------------------------------
+
+_QUERY_BLOCK = 128  # query rows per block of the composites: P of a block is (B, H, 128, Lk)
+
+
+def _backward_rows(q, k, v, g, mask, causal, scale, row0):
+    """(dq rows, dk part, dv part) of query rows row0 .. as deepcalc ops: with O, P of the rows,
+    dS = scale P (g V^T - rowsum(g O)), dq = dS K, dk = dS^T q, dv = P^T g."""
+    o, p = _attention_rows(q, k, v, mask, causal, scale, row0)
+    ds = p * (matmul(g, swapaxes(v, -1, -2)) - sum(g * o, -1, keepdims=True)) * scale
+    return matmul(ds, k), matmul(swapaxes(ds, -1, -2), q), matmul(swapaxes(p, -1, -2), g)
+
+
+def _tangent_rows(q, k, v, tq, tk, tv, mask, causal, scale, row0):
+    """tO of query rows row0 .. as deepcalc ops: tP = P (tS - rowsum(P tS)),
+    tO = tP V + P tV, tS = scale (tq K^T + q tK^T); None tangents are zero."""
+    o, p = _attention_rows(q, k, v, mask, causal, scale, row0)
+    ts = None
+    if tq is not None:
+        ts = matmul(tq, swapaxes(k, -1, -2))
+    if tk is not None:
+        term = matmul(q, swapaxes(tk, -1, -2))
+        ts = term if ts is None else ts + term
+    out = None
+    if ts is not None:
+        pts = p * (ts * scale)
+        out = matmul(pts - p * sum(pts, -1, keepdims=True), v)
+    if tv is not None:
+        term = matmul(p, tv)
+        out = term if out is None else out + term
+    return out if out is not None else wrap(np.zeros(o.shape, o.dtype))
+
+
+def _rows(x, i0, i1):
+    """Query rows [i0, i1) of a (B, H, L, D) input of a composite: recorded (a getitem) when
+    ops on x are recorded, else a plain slice; it requires grad when x does, so composite_vjp
+    differentiates with respect to it."""
+    if x is None:
+        return None
+    if needs_graph(x):
+        t = getitem(x, (slice(None), slice(None), slice(i0, i1)))
+    else:
+        t = wrap(x.data[:, :, i0:i1])
+    if x.requires_grad and not t.requires_grad:
+        t.requires_grad = True
+    return t
+
+
+class _Inputs:
+    """The ``ctx`` composite_vjp / composite_jvp read: the inputs of one block."""
+    __slots__ = ("inputs",)
+
+    def __init__(self, inputs):
+        self.inputs = inputs
+
+
+def _zeros_like(x):
+    return wrap(np.zeros(x.shape, x.dtype))
+
+
+def _blockwise(rule, fn, inputs, row_in, row_out, extras, shapes, lq):
+    """``rule`` (composite_vjp or composite_jvp) of ``fn`` one block of query rows at a time.
+    ``row_in[i]`` says input i has a query axis (sliced per block), ``row_out[o]`` that output o
+    has one (blocks concatenated) rather than being a sum over the rows (blocks added);
+    ``extras`` are the cotangents (vjp: one per output) or tangents (jvp: one per input),
+    sliced like what they pair with.  Returns one value per input (vjp) or output (jvp), whose
+    full shapes are ``shapes``; None where nothing flowed."""
+    vjp = rule is composite_vjp
+    rows_of_result = row_in if vjp else row_out
+    flags = row_out if vjp else row_in
+    bounds = [(i0, builtins.min(lq, i0 + _QUERY_BLOCK)) for i0 in range(0, lq, _QUERY_BLOCK)]
+    parts = [[] for _ in shapes]
+    for i0, i1 in bounds:
+        sub = [(_rows(x, i0, i1) if r else x) for x, r in zip(inputs, row_in)]
+        ext = [(_rows(e, i0, i1) if f else e) for e, f in zip(extras, flags)]
+        res = rule(lambda *xs, r0=i0: fn(*xs, row0=r0), _Inputs(sub), ext)
+        for w in range(len(shapes)):
+            parts[w].append(res[w])
+    dtype = inputs[0].dtype
+    out = []
+    for w, (shape, row) in enumerate(zip(shapes, rows_of_result)):
+        ps = parts[w]
+        if all(p is None for p in ps):
+            out.append(None)
+        elif row:
+            ps = [p if p is not None else
+                  wrap(np.zeros(shape[:2] + (i1 - i0,) + shape[3:], dtype))
+                  for p, (i0, i1) in zip(ps, bounds)]
+            out.append(ps[0] if len(ps) == 1 else concatenate(ps, axis=2))
+        else:
+            total = None
+            for p in ps:
+                if p is not None:
+                    total = p if total is None else total + p
+            out.append(total)
+    return tuple(out)
+
+
+# --- the primitives ---------------------------------------------------------------------------
+
+def _contig(a):
+    return a if a is None or a.flags.c_contiguous else np.ascontiguousarray(a)
+
+
+class Attention(Primitive):
+    """(q, k, v) -> (O, lse) in one fused pass; only O is differentiable."""
+    name = "attention"
+    multiple_results = True
+    differentiable_outputs = (0,)
+
+    def forward(self, q, k, v, mask, causal, scale):
+        return _core.attention_forward(_contig(q), _contig(k), _contig(v), mask, causal, scale)
+
+    def vjp(self, ctx, g, g_lse):
+        if g is None:
+            return None, None, None
+        o, lse = ctx.out_data
+        return apply(_attention_backward, tuple(ctx.inputs) + (g,), dict(ctx.params, o=o, lse=lse))
+
+    def jvp(self, ctx, tq, tk, tv):
+        if tq is None and tk is None and tv is None:
+            return None, None
+        o, lse = (t.data for t in ctx.outs)
+        present = (tq is not None, tk is not None, tv is not None)
+        inputs = tuple(ctx.inputs) + tuple(t for t in (tq, tk, tv) if t is not None)
+        return apply(_attention_jvp, inputs, dict(ctx.params, o=o, lse=lse, present=present)), None
+
+
+def _composite_params(params):
+    return params["mask"], params["causal"], params["scale"]
+
+
+class AttentionBackward(Primitive):
+    """(q, k, v, dO) -> (dq, dk, dv): the fused backward kernel, from the forward's O and lse
+    (parameters); its own rules are those of ``_backward_rows`` over blocks of query rows."""
+    name = "attention_backward"
+    multiple_results = True
+
+    def forward(self, q, k, v, g, mask, causal, scale, o, lse):
+        return _core.attention_backward(_contig(q), _contig(k), _contig(v), o, lse, _contig(g),
+                                        mask, causal, scale)
+
+    def _fn(self, params):
+        mask, causal, scale = _composite_params(params)
+
+        def fn(q, k, v, g, row0):
+            return _backward_rows(q, k, v, g, _mask_rows(mask, row0, row0 + q.shape[2]), causal,
+                                  scale, row0)
+        return fn
+
+    def vjp(self, ctx, cq, ck, cv):
+        shapes = [x.shape for x in ctx.inputs]
+        return _blockwise(composite_vjp, self._fn(ctx.params), ctx.inputs,
+                          (True, False, False, True), (True, False, False), (cq, ck, cv), shapes,
+                          ctx.inputs[0].shape[2])
+
+    def jvp(self, ctx, tq, tk, tv, tg):
+        shapes = [x.shape for x in ctx.inputs[:3]]
+        return _blockwise(composite_jvp, self._fn(ctx.params), ctx.inputs,
+                          (True, False, False, True), (True, False, False), (tq, tk, tv, tg),
+                          shapes, ctx.inputs[0].shape[2])
+
+
+class AttentionJvp(Primitive):
+    """(q, k, v, present tangents of q, k, v) -> tO: the fused forward-mode kernel, from the
+    forward's O and lse (parameters); its own rules are those of ``_tangent_rows`` over blocks
+    of query rows."""
+    name = "attention_jvp"
+
+    def forward(self, *arrays, mask, causal, scale, o, lse, present):
+        it = iter(arrays[3:])
+        tq, tk, tv = (_contig(next(it)) if p else None for p in present)
+        q, k, v = (_contig(a) for a in arrays[:3])
+        return _core.attention_jvp(q, k, v, o, lse, tq, tk, tv, mask, causal, scale)
+
+    def _fn(self, params):
+        mask, causal, scale = _composite_params(params)
+        present = params["present"]
+
+        def fn(q, k, v, *ts, row0):
+            it = iter(ts)
+            tq, tk, tv = (next(it) if p else None for p in present)
+            return _tangent_rows(q, k, v, tq, tk, tv, _mask_rows(mask, row0, row0 + q.shape[2]),
+                                 causal, scale, row0)
+        return fn
+
+    def _row_in(self, params):
+        return (True, False, False) + tuple(r for r, p in zip((True, False, False),
+                                                              params["present"]) if p)
+
+    def vjp(self, ctx, c):
+        shapes = [x.shape for x in ctx.inputs]
+        return _blockwise(composite_vjp, self._fn(ctx.params), ctx.inputs,
+                          self._row_in(ctx.params), (True,), (c,), shapes,
+                          ctx.inputs[0].shape[2])
+
+    def jvp(self, ctx, *tangents):
+        q, v = ctx.inputs[0], ctx.inputs[2]
+        shape = q.shape[:3] + v.shape[3:]
+        return _blockwise(composite_jvp, self._fn(ctx.params), ctx.inputs,
+                          self._row_in(ctx.params), (True,), tangents, [shape],
+                          q.shape[2])[0]
+
+
+_attention = Attention()
+_attention_backward = AttentionBackward()
+_attention_jvp = AttentionJvp()
+
+
+def _kernel_mask(mask, q, k):
+    """A checked mask as the kernels take it: 4-D, axes of size 1 or full, Lk contiguous
+    values in the last axis (a mask broadcast along the keys is expanded along them)."""
+    if mask is None:
+        return None
+    m = mask.data if isinstance(mask, Tensor) else mask
+    m = m.reshape((1,) * (4 - m.ndim) + m.shape)
+    lk = k.shape[2]
+    if m.shape[3] != lk or (lk > 1 and m.strides[3] != m.itemsize):
+        m = np.ascontiguousarray(np.broadcast_to(m, m.shape[:3] + (lk,)))
+    return m
+
+
+def attention(q, k, v, mask=None, causal=False, scale=1.0):
+    """(O, lse) of the fused kernels for checked Tensors q, k, v and a checked constant mask."""
+    return apply(_attention, (q, k, v), {"mask": _kernel_mask(mask, q, k),
+                                         "causal": bool(causal), "scale": float(scale)})
 
 
 def scaled_dot_product_attention(q, k, v, mask=None, causal=False, scale=None,
@@ -121,13 +379,17 @@ def scaled_dot_product_attention(q, k, v, mask=None, causal=False, scale=None,
     added to the scores, broadcast to (B, H, Lq, Lk).  ``causal`` is torch's ``is_causal``:
     query i sees keys j <= i (top-left aligned, also when Lq != Lk); it combines with ``mask``.
     ``scale`` defaults to 1 / sqrt(D).  A query row with every key masked gives zeros and zero
-    gradients (torch 2.13 on CPU does the same).  ``return_weights=True`` also returns the
-    attention table P (B, H, Lq, Lk).  Differentiable in q, k, v (and in a float mask that
-    requires grad) at every order."""
+    gradients (torch 2.13 on CPU does the same).  Differentiable in q, k, v at every order.
+
+    Runs the fused kernels (O(L) memory, see the module docstring).  ``return_weights=True``
+    also returns the attention table P (B, H, Lq, Lk) and, like a float mask that requires
+    grad (then differentiated too), runs the reference composite (O(Lq Lk) memory)."""
     q, k, v = _check_operands(q, k, v)
     mask = _check_mask(mask, q, k)
     if not isinstance(causal, (bool, np.bool_)):
         raise TypeError(f"{_OP}: causal must be a bool, got {type(causal).__name__}")
     scale = _check_scale(scale, q.shape[3])
-    out, p = attention_reference(q, k, v, mask, bool(causal), scale)
-    return (out, p) if return_weights else out
+    if return_weights or isinstance(mask, Tensor):  # weights, or a mask that requires grad
+        out, p = attention_reference(q, k, v, mask, bool(causal), scale)
+        return (out, p) if return_weights else out
+    return attention(q, k, v, mask, bool(causal), scale)[0]
