@@ -93,13 +93,22 @@ def draw(op: str, sample):
 
 def draw_tensor(op: str, sample):
     """A Tensor of random numbers from ``sample(lead)`` (an array of shape ``lead`` + the slice
-    shape), as ``draw`` gives, and under ``vmap`` as its ``randomness`` says: 'error' raises,
-    'same' draws one slice for the whole batch, 'different' one per slice (a batched Tensor)."""
+    shape, or a tuple of such arrays: then a tuple of Tensors), as ``draw`` gives, and under
+    ``vmap`` as its ``randomness`` says: 'error' raises, 'same' draws one slice for the whole
+    batch, 'different' one per slice (a batched Tensor)."""
     from .batching import batched
     from .graph import STATE, wrap
+
+    def tensors(value, levels=()):
+        if isinstance(value, tuple):
+            return tuple(tensors(v, levels) for v in value)
+        t = wrap(value)
+        for level in levels:  # outermost first: each level's value is the next outer one's
+            t = batched(t, level)
+        return t
     levels = STATE.vmap_levels
     if not levels:
-        return wrap(draw(op, lambda: sample(())))
+        return tensors(draw(op, lambda: sample(())))
     info = STATE.vmap_info
     for level in levels:
         if info[level][1] == "error":
@@ -108,7 +117,5 @@ def draw_tensor(op: str, sample):
                                "'same' (one draw shared by every slice), or put the layer in "
                                "eval mode")
     different = [level for level in levels if info[level][1] == "different"]
-    t = wrap(draw(op, lambda: sample(tuple(info[level][0] for level in different))))
-    for level in different:  # outermost first: each level's value is the next outer one's
-        t = batched(t, level)
-    return t
+    return tensors(draw(op, lambda: sample(tuple(info[level][0] for level in different))),
+                   different)

@@ -9,7 +9,7 @@ import numpy as np
 from .. import ops
 from ..autodiff.batching import constant, is_batched, values
 from ..autodiff.graph import Tensor, in_transform, wrap
-from ..autodiff.randomness import draw
+from ..autodiff.randomness import draw, draw_tensor
 from ..creation import default_generator
 from ..ops import gelu, log_softmax, relu, sigmoid, softmax, tanh  # noqa: F401  (re-exported)
 from ..ops._convert import as_tensor
@@ -93,9 +93,10 @@ def dropout(x, p: float = 0.5, training: bool = True, generator=None):
     if p == 1:
         return x * 0.0
     g = generator or default_generator()
-    u = draw("dropout", lambda: g.random(x.shape))  # replayed under jacfwd's randomness='same'
-    keep = (u >= p).astype(x.dtype) / x.dtype.type(1 - p)
-    return x * wrap(keep)
+    # replayed under jacfwd's randomness='same'; one mask per slice under vmap's 'different'
+    u = draw_tensor("dropout", lambda lead: g.random(lead + x.shape))
+    scale = x.dtype.type(1 - p)
+    return x * constant(lambda a: (a >= p).astype(x.dtype) / scale, u)
 
 
 def _reduce(loss: Tensor, reduction: str, op: str):

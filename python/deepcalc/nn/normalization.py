@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..autodiff.batching import is_batched
 from ..autodiff.graph import Tensor, in_transform, wrap
-from ..autodiff.randomness import draw
+from ..autodiff.randomness import draw_tensor
+from ..ops import cast, reshape
 from ..creation import default_generator
 from ..ops._convert import as_tensor
 from . import _checks
@@ -77,6 +79,12 @@ class BatchNorm1d(Module):
         if ref_t is not None and x.dtype != ref_t.dtype:
             raise F.mixed_dtypes("BatchNorm1d", "input", x.dtype, ref, ref_t.dtype)
         track, training = self.track_running_stats, self.training
+        if training and track and is_batched(x):
+            raise RuntimeError(
+                "BatchNorm1d: in training mode under vmap the batch statistics would be taken "
+                "over each mapped slice, and the running statistics cannot take one update per "
+                "slice; use eval mode (module.eval()), or track_running_stats=False to "
+                "normalize each slice by its own statistics")
         momentum = self.momentum
         if training and track and not in_transform():
             nbt = bufs["num_batches_tracked"].data
@@ -95,13 +103,15 @@ class BatchNorm1d(Module):
         g = self.generator or default_generator()
         c = self.num_features
 
-        def sample():
-            return (g.uniform(-self.noise_mean, self.noise_mean, c),
-                    g.uniform(self.noise_std[0], self.noise_std[1], c), g.standard_normal(shape))
-        m, s, z = draw("BatchNorm1d (noise=True)", sample)  # replayed under randomness='same'
-        self.last_noise = (m, s)
+        def sample(lead):
+            return (g.uniform(-self.noise_mean, self.noise_mean, lead + (c,)),
+                    g.uniform(self.noise_std[0], self.noise_std[1], lead + (c,)),
+                    g.standard_normal(lead + tuple(shape)))
+        # replayed under randomness='same'; drawn per slice under vmap's 'different'
+        m, s, z = draw_tensor("BatchNorm1d (noise=True)", sample)
+        self.last_noise = (m, s) if is_batched(m) else (m.data, s.data)
         bshape = (1, c) if len(shape) == 2 else (1, c, 1)
-        return wrap((m.reshape(bshape) + s.reshape(bshape) * z).astype(dtype))
+        return cast(reshape(m, bshape) + reshape(s, bshape) * z, np.dtype(dtype))
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "

@@ -15,7 +15,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..autodiff.composite import composite_jvp, composite_vjp
-from ..autodiff.graph import Primitive, apply, wrap
+from ..autodiff.batching import constant, materialize
+from ..autodiff.graph import Primitive, apply
 from .linalg import gemm, matmul
 from .shape import concatenate, expand_dims, getitem, reshape, stack, transpose
 
@@ -37,13 +38,35 @@ def _act_derivative(hs, nonlinearity: str):
     if nonlinearity == "tanh":
         return 1 - hs * hs
     if nonlinearity == "relu":
-        return wrap((hs.data > 0).astype(hs.dtype))
+        return constant(lambda h: (h > 0).astype(h.dtype), hs)
     return None
 
 
 class RNNSequence(Primitive):
     """(p (T, N, H), h0 (N, H), W (H, H)) -> hs (T, N, H), every hidden state."""
     name = "rnn_sequence"
+
+    def batch(self, info, proj, h0, w, *, nonlinearity):
+        """Slices with a shared W are more rows of one recurrence: (B, T, N, H) runs as
+        (T, B*N, H).  A batched W: ``decompose``."""
+        if info.batched[2]:
+            return NotImplemented
+        size, T, N, H = (info.size,) + (proj.shape[1:] if info.batched[0] else proj.shape)
+        p = transpose(materialize(proj, info.batched[0], size), (1, 0, 2, 3))
+        h = materialize(h0, info.batched[1], size)
+        hs = apply(self, (reshape(p, (T, size * N, H)), reshape(h, (size * N, H)), w),
+                   {"nonlinearity": nonlinearity})
+        return transpose(reshape(hs, (T, size, N, H)), (1, 0, 2, 3))
+
+    def decompose(self, proj, h0, w, *, nonlinearity):
+        """The recurrence as deepcalc ops, one step at a time."""
+        from .elementwise import relu, tanh
+        act = {"tanh": tanh, "relu": relu, "identity": lambda v: v}[nonlinearity]
+        h, out = h0, []
+        for t in range(proj.shape[0]):
+            h = act(getitem(proj, t) + matmul(h, transpose(w)))
+            out.append(h)
+        return stack(out, axis=0)
 
     def forward(self, proj, h0, w, *, nonlinearity):
         T = proj.shape[0]
@@ -121,6 +144,10 @@ class RNNSequenceBackward(Primitive):
     through time of ``RNNSequence`` for the cotangent g of every hidden state."""
     name = "rnn_sequence_backward"
     multiple_results = True
+
+    def decompose(self, g, hs, h0, w, *, nonlinearity):
+        """Under vmap: the loop in ops (every slice gets its own dW)."""
+        return tuple(_backward_composite(nonlinearity)(g, hs, h0, w))
 
     def forward(self, g, hs, h0, w, *, nonlinearity):
         T, N, H = hs.shape
