@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _core
-from ..autodiff.batching import bdim_shape, unary_rule
+from ..autodiff.batching import bdim_shape, constant, unary_rule
 from ..autodiff.graph import TENSOR_TYPES, Primitive, Tensor, apply, wrap
 from ._convert import as_tensor, binary_operands, check_float
 from .shape import reshape, sum_to, swapaxes, transpose
@@ -228,5 +228,5 @@ def slogdet(a):
     check_float("slogdet", a)
     _check_square("slogdet", a)
     logdet = apply(_logabsdet, (a,))
-    sign = np.linalg.slogdet(a.data)[0].astype(a.dtype)
-    return wrap(np.asarray(sign)), logdet
+    sign = constant(lambda v: np.linalg.slogdet(v)[0].astype(v.dtype), a)
+    return sign, logdet
