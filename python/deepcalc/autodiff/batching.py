@@ -181,8 +181,12 @@ def align(info: BatchInfo, args, rank=None):
 
 
 def align_array(a, is_batched: bool, rank: int):
-    """``align`` for an array parameter (a constant mask or statistic)."""
+    """``align`` for an array parameter (a constant mask or statistic; it may be batched by an
+    enclosing vmap, then it is reshaped by ops)."""
     if is_batched and a.ndim - 1 < rank:
+        if type(a) is BatchedData:
+            from ..ops.shape import reshape
+            return reshape(wrap(a), bdim_shape(a, rank)).data
         return a.reshape(bdim_shape(a, rank))
     return a
 
@@ -197,7 +201,13 @@ def materialize(x: Tensor, flag: bool, size: int) -> Tensor:
 
 
 def materialize_array(a, flag: bool, size: int):
-    return a if flag else np.broadcast_to(a, (size,) + a.shape)
+    """``materialize`` for an array parameter (batched by an enclosing vmap or not)."""
+    if flag:
+        return a
+    if type(a) is BatchedData:
+        from ..ops.shape import broadcast_to
+        return broadcast_to(wrap(a), (size,) + a.shape).data
+    return np.broadcast_to(a, (size,) + a.shape)
 
 
 def elementwise_rule(info: BatchInfo, prim, args, params):

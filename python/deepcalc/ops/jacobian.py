@@ -90,6 +90,10 @@ class JacobianPenalty(Primitive):
     def jvp(self, ctx, *tangents):
         return composite_jvp(_penalty_composite(ctx.params), ctx, tangents)[0]
 
+    def decompose(self, *inputs, **params):
+        """Under vmap: the penalty as deepcalc ops (``_penalty_composite``), batched op by op."""
+        return _penalty_composite(params)(*inputs)
+
 
 _jacobian_penalty = JacobianPenalty()
 
