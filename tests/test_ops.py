@@ -20,6 +20,7 @@ from deepcalc.ops.rnn import rnn_sequence
 from deepcalc.testing import gradcheck, gradgradcheck
 
 from conftest import assert_jvp_vjp_consistent, cpu_path_env, make_array, noncontiguous
+from test_attention_kernels import np_attention
 from test_regularize_kernel import OPS_ROWS as JACOBIAN_PENALTY_ROWS
 
 _erf = np.vectorize(math.erf, otypes=[np.float64])
@@ -247,6 +248,15 @@ OPS = [
      _rnn_ref("identity"), [((3, 2, 3), "n"), ((2, 3), "n"), ((3, 3), "n")]),
     ("rnn_sequence_relu", lambda p, h, w: rnn_sequence(p, h, w, "relu"), _rnn_ref("relu"),
      [((3, 2, 3), "p"), ((2, 3), "p"), ((3, 3), "p")]),
+    # fused attention (ops/attention.py): forward, backward and tangent primitives
+    ("sdpa", F.scaled_dot_product_attention, lambda q, k, v: np_attention(q, k, v, None, False,
+                                                                          0.5)[0],
+     [((1, 2, 3, 4), "n"), ((1, 2, 5, 4), "n"), ((1, 2, 5, 3), "n")]),
+    ("sdpa_causal_padding",
+     lambda q, k, v: F.scaled_dot_product_attention(q, k, v, mask=np.array([1, 1, 0, 1, 1], bool),
+                                                    causal=True),
+     lambda q, k, v: np_attention(q, k, v, np.array([1, 1, 0, 1, 1], bool), True, 0.5)[0],
+     [((2, 1, 4, 4), "n"), ((2, 1, 5, 4), "n"), ((2, 1, 5, 2), "n")]),
 ]
 IDS = [row[0] for row in OPS]
 
