@@ -62,7 +62,7 @@ print('sanitized', c.__file__, 'capability', c.cpu_capability())"
 
 tests=(tests/test_gemm_kernels.py tests/test_gemm_direct.py tests/test_norm_kernels.py
        tests/test_norm_jvp_kernels.py tests/test_optim_kernels.py tests/test_memory.py
-       tests/test_regularize_kernel.py tests/test_impact.py)
+       tests/test_regularize_kernel.py tests/test_impact.py tests/test_attention_kernels.py)
 tests+=(tests/test_kernel*.py)   # nullglob: none yet is fine
 rc=0
 "$PY" -m pytest -p no:cacheprovider "${tests[@]}" "$@" || rc=$?
