@@ -6,11 +6,14 @@ scatter-add of gradient rows into the table, done by sorting the indices instead
     dW[unique(idx)] = add.reduceat(g[order], starts)          (rows of the padding index: 0)
 
 Both maps are linear, so each one's VJP is the other and each one's JVP is itself applied to
-the tangent.  ``idx`` (any shape, integer) and ``padding_idx`` travel as parameters."""
+the tangent.  ``idx`` (any shape, integer) and ``padding_idx`` travel as parameters.  Under
+vmap a batched table or gradient (N, ..., D) folds N into the feature axis: one lookup or one
+scatter of rows of N * D values."""
 from __future__ import annotations
 
 import numpy as np
 
+from ..autodiff.batching import moveaxis
 from ..autodiff.graph import Primitive, Tensor, apply
 from ._convert import as_tensor, check_float
 
@@ -21,6 +24,14 @@ class EmbeddingGather(Primitive):
 
     def forward(self, weight, idx, padding_idx):
         return weight[idx]
+
+    def batch(self, info, weight, idx, padding_idx):
+        if info.params:           # batched indices: no rule
+            return NotImplemented
+        n, v, d = weight.shape    # (N, V, D) -> (V, N * D) -> (*idx, N * D) -> (N, *idx, D)
+        rows = moveaxis(weight, 0, 1).reshape(v, n * d)
+        out = apply(self, (rows,), {"idx": idx, "padding_idx": padding_idx})
+        return moveaxis(out.reshape(idx.shape + (n, d)), -2, 0)
 
     def vjp(self, ctx, g):
         p = ctx.params
@@ -48,6 +59,14 @@ class EmbeddingScatter(Primitive):
         if padding_idx is not None:
             out[padding_idx] = 0
         return out
+
+    def batch(self, info, g, idx, num, padding_idx):
+        if info.params:
+            return NotImplemented
+        n, d = g.shape[0], g.shape[-1]   # (N, *idx, D) -> (*idx, N * D) -> (num, N, D) -> (N, num, D)
+        flat = moveaxis(g, 0, -2).reshape(idx.shape + (n * d,))
+        out = apply(self, (flat,), {"idx": idx, "num": num, "padding_idx": padding_idx})
+        return moveaxis(out.reshape(num, n, d), 1, 0)
 
     def vjp(self, ctx, c):
         p = ctx.params
