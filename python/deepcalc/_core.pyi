@@ -110,3 +110,16 @@ def jacobian_penalty(x: np.ndarray, v: np.ndarray, weights: list[np.ndarray],
                      forward_preacts: list[np.ndarray | None] | None = None
                      ) -> tuple[float, np.ndarray, np.ndarray, list[np.ndarray] | None,
                                 list[np.ndarray | None] | None]: ...
+
+# --- attention (cpp/attention) -----------------------------------------------------------------
+# q (B, H, Lq, D), k (B, H, Lk, D), v (B, H, Lk, Dv), C-contiguous, one float dtype; mask 4-D,
+# broadcastable to (B, H, Lq, Lk) with Lk contiguous values: bool (True = may attend) or additive.
+def attention_forward(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray | None = None,
+                      causal: bool = False, scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]: ...
+def attention_backward(q: np.ndarray, k: np.ndarray, v: np.ndarray, o: np.ndarray, lse: np.ndarray,
+                       dout: np.ndarray, mask: np.ndarray | None = None, causal: bool = False,
+                       scale: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+def attention_jvp(q: np.ndarray, k: np.ndarray, v: np.ndarray, o: np.ndarray, lse: np.ndarray,
+                  tq: np.ndarray | None = None, tk: np.ndarray | None = None,
+                  tv: np.ndarray | None = None, mask: np.ndarray | None = None,
+                  causal: bool = False, scale: float = 1.0) -> np.ndarray: ...
