@@ -492,12 +492,14 @@ def apply(prim, inputs, params=_EMPTY):
         return _apply_arrays(prim, inputs, params)
     state = STATE
     saved = None
+    vlevel = 0  # the vmap level this application is batched at (0: none)
     if state.vmap_levels and (result := _dispatch_batched(prim, inputs, params)) is not None:
         # inside vmap: the primitive's batching rule ran on the whole batch
         if type(result) is _Decomposed:
             return result.out
         if prim.multiple_results:
-            return _apply_multi(prim, inputs, params, None, result)
+            return _apply_multi(prim, inputs, params, None, result, result[0].level)
+        vlevel = result.level
     else:
         n = len(inputs)
         if params:
@@ -533,7 +535,7 @@ def apply(prim, inputs, params=_EMPTY):
         out.requires_grad = False
         out._node = None
     if fw_active:
-        _push_tangents(prim, inputs, params, saved, out)
+        _push_tangents(prim, inputs, params, saved, out, vlevel)
     return out
 
 
@@ -562,7 +564,7 @@ def _apply_arrays(prim, inputs, params):
     return result[0] if prim.saves else result
 
 
-def _apply_multi(prim, inputs, params, saved, result):
+def _apply_multi(prim, inputs, params, saved, result, vlevel=0):
     """``apply`` for a primitive returning several arrays: one Tensor per output; the
     differentiable ones share one node through their slots."""
     outs = tuple(wrap(r) for r in result)
@@ -576,16 +578,20 @@ def _apply_multi(prim, inputs, params, saved, result):
                 outs[i]._fw = {}
         MultiNode(prim, inputs, params, saved, outs, diff)  # links the differentiable outputs
     if fw_active:
-        _push_tangents(prim, inputs, params, saved, outs)
+        _push_tangents(prim, inputs, params, saved, outs, vlevel)
     return outs
 
 
-def _push_tangents(prim, inputs, params, saved, out):
+def _push_tangents(prim, inputs, params, saved, out, vlevel=0):
+    """Run the JVP rule for every active forward level at which an input carries a tangent.
+    For an application batched at vmap level ``vlevel`` only the levels opened inside that
+    vmap (> vlevel) are pushed here: the tangents of enclosing transforms ride on the batch's
+    values and were pushed by the batching rule's own applications."""
     active = STATE.fw_levels
     levels = set()
     for t in inputs:
         if t._fw:
-            levels.update(k for k in t._fw if k in active)
+            levels.update(k for k in t._fw if k in active and k > vlevel)
     multi = type(out) is tuple
     outs = out if multi else (out,)
     diff = prim.differentiable_outputs if multi and prim.differentiable_outputs is not None \

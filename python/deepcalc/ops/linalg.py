@@ -80,14 +80,6 @@ class MatMul(Primitive):
         otherwise NumPy-style broadcast batch axes, the slices' axes aligned."""
         ba, bb = info.batched
         flags = _FLAGS[trans_a, trans_b]
-        if (a.shape[-2] if trans_a else a.shape[-1]) == 1:
-            # a contraction of length 1 (per-sample outer products): one broadcast multiply
-            from .elementwise import mul
-            a = reshape(a, bdim_shape(a, max(info.ndim(a, 0), info.ndim(b, 1)))) if ba else a
-            b = reshape(b, bdim_shape(b, max(info.ndim(a, 0), info.ndim(b, 1)))) if bb else b
-            col = swapaxes(a, -1, -2) if trans_a else a      # (..., m, 1)
-            row = swapaxes(b, -1, -2) if trans_b else b      # (..., 1, n)
-            return mul(col, row)
         if ba and not bb and b.ndim == 2 and not trans_a:
             out = apply(self, (reshape(a, (-1, a.shape[-1])), b), flags)
             return reshape(out, a.shape[:-1] + out.shape[-1:])
