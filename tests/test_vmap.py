@@ -252,3 +252,17 @@ def test_errors_name_the_problem(rng):
     dc.vmap(bn)(dc.tensor(rng.standard_normal((3, 4, 2))))   # eval mode: fine
     with pytest.raises(ValueError, match="chunk_size must be a positive int"):
         dc.vmap(lambda u: u, chunk_size=0)
+
+
+def test_every_registered_primitive_has_a_batching_rule():
+    """A batching rule (``batch``) or a decomposition into other ops (``decompose``) for each
+    primitive, so vmap never falls back to a loop; the rows above check that they are right."""
+    from deepcalc.autodiff.graph import REGISTRY
+    import deepcalc.regularize  # noqa: F401  (registers the Jacobian penalty)
+    abstract = {"deepcalc.ops.norm._NormForward", "deepcalc.ops.norm._NormForwardJvp",
+                "deepcalc.ops.norm._NormBackward", "deepcalc.ops.norm._NormBackwardJvp"}
+    missing = sorted(k for k, cls in REGISTRY.items()
+                     if k.startswith("deepcalc.") and k not in abstract
+                     and getattr(cls, "batch", None) is None
+                     and getattr(cls, "decompose", None) is None)
+    assert not missing, f"primitives without a batching rule: {missing}"
