@@ -19,27 +19,28 @@
 #include <vector>
 
 #include "attention/attention.h"
+#include "gemm/gemm_microkernel.h"
 
 namespace deepcalc::attention_simd {
 
 constexpr int64_t BQ = 64;   // query rows per tile: Q, O, dQ tiles of 64 x D stay in L2
 constexpr int64_t BK = 64;   // keys per tile: K, V panels of 64 x D (16 KiB each at D = 64) in L1/L2
 constexpr float kNegInf = -INFINITY;
+// Causal position of a tile: diag = i0 - j0 (its first query row minus its first key), so local
+// key c is hidden from local row r when c > diag + r; kNoDiag when nothing is hidden.
+constexpr int64_t kNoDiag = INT64_MAX / 4;
 
 inline float nan_max(float a, float b) {  // NaN if either is NaN
   return (std::isnan(a) || std::isnan(b)) ? NAN : (a > b ? a : b);
 }
 
-// Panels of NR keys from rows src (L x D, row stride D): dst[(p * D + d) * NR + r].
+// Panels of NR keys from rows src (L x D, row stride D): dst[(p * D + d) * NR + r], keys past L
+// zero: the GEMM's packing of a transposed operand (8 x 8 register transposes).
 template <int NR>
 void pack_panels(const float* src, int64_t L, int64_t D, float* dst) {
-  const int64_t np = (L + NR - 1) / NR;
-  for (int64_t p = 0; p < np; ++p)
-    for (int64_t d = 0; d < D; ++d)
-      for (int r = 0; r < NR; ++r) {
-        const int64_t j = p * NR + r;
-        dst[(p * D + d) * NR + r] = j < L ? src[j * D + d] : 0.f;
-      }
+  for (int64_t p = 0; p * NR < L; ++p)
+    gemm_kernel::pack_rows<float, NR>(src + p * NR * D, D, int(std::min<int64_t>(NR, L - p * NR)),
+                                      D, dst + p * D * NR);
 }
 
 // C[i][0..NR) (row stride ldc) = (acc ? C : 0) + sum_d a[i * lda + d] panel[d * NR + :], i < mr.
@@ -73,28 +74,39 @@ inline void score_tile(const float* a, int64_t lda, int mr, const float* panel, 
   }
 }
 
-// C (rows x mq... ) for a block of query rows: scores of rows [0, mq) against npan key panels.
+// c (mq x npan NR, row stride BK): scores of query rows [0, mq) against npan key panels. Panels
+// a causal tile hides from a whole row block are not computed: zeros (when not acc) stand in.
 template <class V, int MR>
 void scores_block(const float* a, int64_t lda, int64_t mq, const float* panels, int64_t npan,
-                  int64_t D, float* c, bool acc) {
+                  int64_t D, float* c, bool acc, int64_t diag = kNoDiag) {
   constexpr int NR = 2 * V::width;
-  for (int64_t i = 0; i < mq; i += MR)
-    for (int64_t p = 0; p < npan; ++p)
-      score_tile<V, MR>(a + i * lda, lda, int(std::min<int64_t>(MR, mq - i)), panels + p * D * NR,
-                        D, c + i * BK + p * NR, BK, acc);
+  for (int64_t i = 0; i < mq; i += MR) {
+    const int mr = int(std::min<int64_t>(MR, mq - i));
+    for (int64_t p = 0; p < npan; ++p) {
+      float* ci = c + i * BK + p * NR;
+      if (p * NR > diag + i + mr - 1) {
+        if (!acc)
+          for (int r = 0; r < mr; ++r) std::fill(ci + r * BK, ci + r * BK + NR, 0.f);
+        continue;
+      }
+      score_tile<V, MR>(a + i * lda, lda, mr, panels + p * D * NR, D, ci, BK, acc);
+    }
+  }
 }
 
 // C[i][c] (row stride ldc, i < rows, c < n) = beta_i C + sum_{r < red} A(i, r) B[r * ldb + c]
 // with A(i, r) = a[i * sa_i + r * sa_r]; beta per row, or null: C += ... when acc, else C = ...
-// (C not read).
+// (C not read). With a causal diag (rows: queries, reduction: keys), row block i0 .. i0 + mr
+// reduces over keys r < diag + i0 + mr only: A is 0 past each row's last visible key.
 template <class V, int MR, int NV>
-void bcast_gemm(const float* a, int64_t sa_i, int64_t sa_r, int64_t rows, int64_t red,
+void bcast_gemm(const float* a, int64_t sa_i, int64_t sa_r, int64_t rows, int64_t red_all,
                 const float* b, int64_t ldb, int64_t n, float* c, int64_t ldc, const float* beta,
-                bool acc = false) {
+                bool acc = false, int64_t diag = kNoDiag) {
   using R = typename V::reg;
   constexpr int W = V::width;
   for (int64_t i0 = 0; i0 < rows; i0 += MR) {
     const int mr = int(std::min<int64_t>(MR, rows - i0));
+    const int64_t red = std::max<int64_t>(0, std::min(red_all, diag + i0 + mr));
     const float* ar[MR];
     for (int i = 0; i < MR; ++i) ar[i] = a + (i0 + std::min(i, mr - 1)) * sa_i;
     for (int64_t c0 = 0; c0 < n; c0 += NV * W) {
@@ -263,8 +275,9 @@ void forward(const AttentionForwardParams<float>& p, int threads) {
       const int64_t kend = key_end(sh, i0, mq);
       for (int64_t j0 = 0; j0 < kend; j0 += BK) {
         const int64_t nk = std::min(BK, kend - j0);
+        const int64_t diag = sh.causal ? i0 - j0 : kNoDiag;
         scores_block<V, MRS>(q, D, mq, kp.data.data() + bh * kp.per_head + j0 * D,
-                             (nk + NR - 1) / NR, D, s.data(), false);
+                             (nk + NR - 1) / NR, D, s.data(), false, diag);
         for (int64_t i = 0; i < mq; ++i) {
           float* si = s.data() + i * BK;
           mask_row<V>(sh, attention_mask_row(sh, b, h, i0 + i), i0 + i, j0, nk, si);
@@ -275,7 +288,7 @@ void forward(const AttentionForwardParams<float>& p, int threads) {
           m[i] = mnew;
         }
         bcast_gemm<V, MRP, NVP>(s.data(), BK, 1, mq, nk, v + j0 * Dv, Dv, Dv, oacc.data(), Dv,
-                                j0 == 0 ? nullptr : alpha.data());
+                                j0 == 0 ? nullptr : alpha.data(), false, diag);
       }
       float* o = p.o + (bh * Lq + i0) * Dv;
       float* lse = p.lse + bh * Lq + i0;
@@ -326,11 +339,12 @@ void backward(const AttentionBackwardParams<float>& p, int threads) {
         std::fill(dvacc.begin(), dvacc.end(), 0.f);
         for (int64_t i0 = sh.causal ? j0 / BQ * BQ : 0; i0 < Lq; i0 += BQ) {
           const int64_t mq = std::min(BQ, Lq - i0);
+          const int64_t diag = sh.causal ? i0 - j0 : kNoDiag;
           scores_block<V, MRS>(q + i0 * D, D, mq, kp.data.data() + bh * kp.per_head + j0 * D, npan,
-                               D, s.data(), false);
+                               D, s.data(), false, diag);
           probs_tile<V>(sh, b, h, i0, mq, j0, nk, lse, s.data());
           scores_block<V, MRS>(dout + i0 * Dv, Dv, mq, vp.data.data() + bh * vp.per_head + j0 * Dv,
-                               npan, Dv, dp.data(), false);
+                               npan, Dv, dp.data(), false, diag);
           for (int64_t i = 0; i < mq; ++i) {  // dS = scale P (dP - Delta)
             const typename V::reg di = V::set1(dl[i0 + i]), sc = V::set1(sh.scale);
             float *pi = s.data() + i * BK, *gi = dp.data() + i * BK;
@@ -343,7 +357,8 @@ void backward(const AttentionBackwardParams<float>& p, int threads) {
           bcast_gemm<V, MRP, NVP>(dp.data(), 1, BK, nk, mq, q + i0 * D, D, D, dkacc.data(), D,
                                   nullptr, true);
           // dQ += dS K
-          bcast_gemm<V, MRP, NVP>(dp.data(), BK, 1, mq, nk, k + j0 * D, D, D, dq + i0 * D, D, nullptr, true);
+          bcast_gemm<V, MRP, NVP>(dp.data(), BK, 1, mq, nk, k + j0 * D, D, D, dq + i0 * D, D, nullptr, true,
+                                  diag);
         }
         std::copy(dkacc.begin(), dkacc.begin() + nk * D, p.dk + (bh * Lk + j0) * D);
         std::copy(dvacc.begin(), dvacc.begin() + nk * Dv, p.dv + (bh * Lk + j0) * Dv);
@@ -386,13 +401,16 @@ void jvp(const AttentionJvpParams<float>& p, int threads) {
       for (int64_t j0 = 0; j0 < kend; j0 += BK) {
         const int64_t nk = std::min(BK, kend - j0), npan = (nk + NR - 1) / NR;
         const float* kpan = kp.data.data() + bh * kp.per_head + j0 * D;
-        scores_block<V, MRS>(q, D, mq, kpan, npan, D, s.data(), false);
+        const int64_t diag = sh.causal ? i0 - j0 : kNoDiag;
+        scores_block<V, MRS>(q, D, mq, kpan, npan, D, s.data(), false, diag);
         probs_tile<V>(sh, b, h, i0, mq, j0, nk, p.lse + bh * Lq, s.data());
         if (ts_any) {
-          if (p.tq) scores_block<V, MRS>(p.tq + (bh * Lq + i0) * D, D, mq, kpan, npan, D, ts.data(), false);
+          if (p.tq)
+            scores_block<V, MRS>(p.tq + (bh * Lq + i0) * D, D, mq, kpan, npan, D, ts.data(), false,
+                                 diag);
           if (p.tk)
             scores_block<V, MRS>(q, D, mq, tkp.data.data() + bh * tkp.per_head + j0 * D, npan, D,
-                                 ts.data(), p.tq != nullptr);
+                                 ts.data(), p.tq != nullptr, diag);
           for (int64_t i = 0; i < mq; ++i) {  // ts <- P * scale tS, u += rowsum
             const typename V::reg sc = V::set1(sh.scale);
             typename V::reg acc = V::zero();
@@ -404,11 +422,12 @@ void jvp(const AttentionJvpParams<float>& p, int threads) {
             }
             u[i] += V::reduce_add(acc);
           }
-          bcast_gemm<V, MRP, NVP>(ts.data(), BK, 1, mq, nk, v + j0 * Dv, Dv, Dv, tout, Dv, nullptr, true);
+          bcast_gemm<V, MRP, NVP>(ts.data(), BK, 1, mq, nk, v + j0 * Dv, Dv, Dv, tout, Dv, nullptr, true,
+                                  diag);
         }
         if (p.tv)
           bcast_gemm<V, MRP, NVP>(s.data(), BK, 1, mq, nk, p.tv + (bh * Lk + j0) * Dv, Dv, Dv, tout,
-                                  Dv, nullptr, true);
+                                  Dv, nullptr, true, diag);
       }
       const float* o = p.o + (bh * Lq + i0) * Dv;
       if (ts_any)
