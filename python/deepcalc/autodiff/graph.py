@@ -483,6 +483,111 @@ def strip_levels(t: Tensor, level: int) -> Tensor:
     return v
 
 
+# --- vmap: a primitive with batched inputs runs its batching rule (autodiff/batching.py) ---
+
+class BatchInfo:
+    """What a batching rule sees besides its inputs: ``size`` (the mapped axis' length),
+    ``batched`` (per input: carries the mapped axis first) and ``params`` (the names of array
+    parameters that carry it)."""
+
+    __slots__ = ("size", "batched", "params", "level")
+
+    def __init__(self, size, batched, params, level):
+        self.size, self.batched, self.params, self.level = size, batched, params, level
+
+    def ndim(self, x, i: int) -> int:
+        """The logical (per-slice) rank of input ``i`` given as ``x``."""
+        return x.ndim - 1 if self.batched[i] else x.ndim
+
+
+def _level_of(inputs, params):
+    level = 0
+    for t in inputs:
+        d = t.data
+        if type(d) is BatchedData and d.level > level:
+            level = d.level
+    for v in params.values():
+        if type(v) is BatchedData and v.level > level:
+            level = v.level
+    return level
+
+
+def _dispatch_batched(prim, inputs, params):
+    """The batched output(s) of ``prim`` (``BatchedData``, or a tuple of them), or None when no
+    input is batched at an active level (``apply`` then runs the primitive as usual)."""
+    level = _level_of(inputs, params)
+    if not level:
+        return None
+    if level not in STATE.vmap_levels:
+        raise RuntimeError(f"{prim.name}: a batched tensor was used outside the vmap that made it "
+                           "(a value of vmap's function escaped, e.g. into a global)")
+    args, flags, size = [], [], None
+    for t in inputs:
+        d = t.data
+        if type(d) is BatchedData and d.level == level:
+            args.append(d.value)
+            flags.append(True)
+            size = d.value.shape[0]
+        else:
+            args.append(t)
+            flags.append(False)
+    names = []
+    orig = params
+    if params:
+        new = {}
+        for k, v in params.items():
+            if type(v) is BatchedData and v.level == level:
+                value = v.value.data
+                if type(value) is not np.ndarray and type(value) is not BatchedData:
+                    value = np.asarray(value)
+                new[k] = value
+                names.append(k)
+                size = v.value.shape[0]
+            else:
+                new[k] = v
+        params = new
+    info = BatchInfo(size, tuple(flags), frozenset(names), level)
+    rule = getattr(prim, "batch", None)
+    out = NotImplemented if rule is None else rule(info, *args, **params)
+    if out is NotImplemented:
+        return _decompose(prim, inputs, orig, info)
+    return _wrap_out(prim, out, level, size)
+
+
+class _Decomposed:
+    """The result of a primitive computed by its ``decompose`` on batched tensors: already
+    recorded by the ops it is made of (``apply`` returns it as it is)."""
+    __slots__ = ("out",)
+
+    def __init__(self, out):
+        self.out = out
+
+
+def _decompose(prim, inputs, params, info):
+    fn = getattr(prim, "decompose", None)
+    if fn is None:
+        shapes = ", ".join(f"{'batched ' if b else ''}{t.shape}"
+                           for t, b in zip(inputs, info.batched))
+        raise NotImplementedError(f"vmap: {prim.name} has no batching rule for inputs "
+                                  f"({shapes}); file an issue with this message")
+    # the original parameters: batched ones as batched arrays again (the decomposition sees
+    # the logical values, as f does)
+    return _Decomposed(fn(*inputs, **params))
+
+
+def _wrap_out(prim, out, level, size):
+    def one(o):
+        if not isinstance(o, Tensor):
+            o = wrap(np.asarray(o))
+        if o.ndim == 0 or o.shape[0] != size:
+            raise RuntimeError(f"{prim.name}: batching rule returned shape {o.shape}, expected "
+                               f"the mapped axis of size {size} first")
+        return BatchedData(o, level)
+    if type(out) is tuple:
+        return tuple(one(o) for o in out)
+    return one(out)
+
+
 def apply(prim, inputs, params=_EMPTY):
     """Run primitive ``prim`` on Tensors ``inputs``; record it for reverse and forward mode.
     Returns a Tensor, or a tuple of Tensors for a primitive with ``multiple_results``.  On
@@ -795,5 +900,3 @@ class _TransformScope:
 
 transform_scope = _TransformScope()
 
-
-from .batching import _Decomposed, dispatch as _dispatch_batched  # noqa: E402  (uses Tensor)

@@ -19,8 +19,7 @@ from ..autodiff.graph import (STATE, Tensor, dual, enable_grad, new_level, node_
 from ..autodiff.pytree import flatten
 from ..autodiff.randomness import check_policy, random_scope
 from ..ops.linalg import slogdet
-from ..autodiff.batching import moveaxis
-from ..ops.shape import concatenate, getitem, reshape
+from ..ops.shape import concatenate, getitem, moveaxis, reshape
 
 
 def _check_tensor(op, x, what="argument"):
@@ -367,6 +366,7 @@ def jacfwd(f, argnums=0, chunk_size=None, randomness="same"):
                 for start, stop in _chunks(x.size, chunk_size):
                     scope.next_evaluation()
                     outs, t = batched_jvp(_basis_rows(x.size, start, stop, x.shape, x.dtype))
+                    _check_tensor("jacfwd", outs, "output")
                     out = getitem(outs, 0) if out is None else out
                     cols.append(t)
                 if out is None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..autodiff.batching import batched, moveaxis
+from ..autodiff.batching import batched
 from ..autodiff.graph import STATE, BatchedData, Tensor, new_level, wrap
 from ..autodiff.pytree import flatten
 from ..autodiff.randomness import check_policy
-from ..ops.shape import broadcast_to, concatenate, getitem
+from ..ops.shape import broadcast_to, concatenate, getitem, moveaxis
 
 __all__ = ["vmap"]
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..autodiff.batching import unary_rule
 from ..autodiff.graph import Primitive, Tensor, apply, wrap
+from ._batching import unary_rule
 
 
 class Cast(Primitive):

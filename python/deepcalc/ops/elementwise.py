@@ -13,12 +13,12 @@ import math
 import numpy as np
 
 from .. import _core
-from ..autodiff.batching import (align, align_array, binary_rule, constant, materialize,
-                                 materialize_array, same_shape_rule, unary_rule)
+from ..autodiff.batching import constant
 from ..autodiff.graph import TENSOR_TYPES, BatchedData, Primitive, Tensor, apply, wrap
 from ._convert import (DEFAULT_DTYPE, as_tensor, binary_operands, broadcast_shapes, check_float,
                        contiguous, to_array)
-from .shape import broadcast_to, sum_to
+from ._batching import binary_rule, same_shape_rule, unary_rule
+from .shape import align, align_array, broadcast_to, materialize, materialize_array, sum_to
 
 
 def _const(arr) -> Tensor:

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..autodiff.batching import moveaxis
 from ..autodiff.graph import Primitive, Tensor, apply
 from ._convert import as_tensor, check_float
+from .shape import moveaxis
 
 
 class EmbeddingGather(Primitive):

@@ -8,9 +8,10 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _core
-from ..autodiff.batching import bdim_shape, constant, unary_rule
+from ..autodiff.batching import bdim_shape, constant
 from ..autodiff.graph import TENSOR_TYPES, Primitive, Tensor, apply, wrap
 from ._convert import as_tensor, binary_operands, check_float
+from ._batching import unary_rule
 from .shape import reshape, sum_to, swapaxes, transpose
 
 

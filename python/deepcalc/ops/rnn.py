@@ -15,10 +15,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..autodiff.composite import composite_jvp, composite_vjp
-from ..autodiff.batching import constant, materialize
+from ..autodiff.batching import constant
 from ..autodiff.graph import Primitive, apply
 from .linalg import gemm, matmul
-from .shape import concatenate, expand_dims, getitem, reshape, stack, transpose
+from .shape import concatenate, expand_dims, getitem, materialize, reshape, stack, transpose
 
 NONLINEARITIES = ("tanh", "relu", "identity")
 

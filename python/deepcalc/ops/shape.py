@@ -7,8 +7,8 @@ import math
 
 import numpy as np
 
-from ..autodiff.batching import bdim_shape, materialize, moveaxis
-from ..autodiff.graph import Primitive, Tensor, apply, wrap
+from ..autodiff.batching import bdim_shape
+from ..autodiff.graph import BatchedData, BatchInfo, Primitive, Tensor, apply, wrap
 from ._convert import (as_tensor, check_permutation, check_shape, normalize_axis,
                        normalize_one_axis)
 
@@ -41,12 +41,10 @@ class SumTo(Primitive):
     name = "sum_to"
 
     def batch(self, info, x, shape):
-        extra = x.ndim - 1 - len(shape)  # leading slice axes summed away
-        if extra:
-            from .reduce import _sum
-            x = apply(_sum, (x,), {"axes": tuple(range(1, extra + 1)), "keepdims": False})
-        target = (info.size,) + tuple(shape)
-        return x if x.shape == target else apply(self, (x,), {"shape": target})
+        extra = x.ndim - 1 - len(shape)  # leading slice axes summed away: size 1, then dropped
+        keep = (info.size,) + (1,) * extra + tuple(shape)
+        y = x if x.shape == keep else apply(self, (x,), {"shape": keep})
+        return _reshape_to(y, (info.size,) + tuple(shape))
 
     def forward(self, x, shape):
         return sum_to_array(x, shape)
@@ -391,6 +389,58 @@ def stack(xs, axis: int = 0) -> Tensor:
         raise ValueError(f"stack: all tensors must have the same shape, got {[x.shape for x in xs]}")
     axis = normalize_one_axis("stack", axis, xs[0].ndim + 1)
     return apply(_stack, tuple(xs), {"axis": axis})
+
+
+# --- moving and aligning the mapped axis (vmap's batching rules) ------------------------------
+
+def moveaxis(x: Tensor, src: int, dst: int) -> Tensor:
+    """``x`` with axis ``src`` moved to ``dst`` (a recorded transpose; no copy)."""
+    nd = x.ndim
+    src, dst = src % nd, dst % nd
+    if src == dst:
+        return x
+    axes = [a for a in range(nd) if a != src]
+    axes.insert(dst, src)
+    return transpose(x, tuple(axes))
+
+
+def align(info: BatchInfo, args, rank=None):
+    """Batched inputs reshaped to broadcast against the others slice by slice: each gets size-1
+    axes after the mapped axis up to the largest logical rank; unbatched inputs are left as
+    they are (NumPy's broadcasting aligns them on the right)."""
+    if rank is None:
+        rank = max(info.ndim(x, i) for i, x in enumerate(args))
+    out = []
+    for x, b in zip(args, info.batched):
+        if b and x.ndim - 1 < rank:
+            x = reshape(x, bdim_shape(x, rank))
+        out.append(x)
+    return out
+
+
+def align_array(a, is_batched: bool, rank: int):
+    """``align`` for an array parameter (a constant mask or statistic; it may be batched by an
+    enclosing vmap, then it is reshaped by ops)."""
+    if is_batched and a.ndim - 1 < rank:
+        if type(a) is BatchedData:
+            return reshape(wrap(a), bdim_shape(a, rank)).data
+        return a.reshape(bdim_shape(a, rank))
+    return a
+
+
+def materialize(x: Tensor, flag: bool, size: int) -> Tensor:
+    """``x`` with the mapped axis first: unbatched inputs broadcast to the batch (a read-only
+    view, nothing copied)."""
+    return x if flag else broadcast_to(x, (size,) + x.shape)
+
+
+def materialize_array(a, flag: bool, size: int):
+    """``materialize`` for an array parameter (batched by an enclosing vmap or not)."""
+    if flag:
+        return a
+    if type(a) is BatchedData:
+        return broadcast_to(wrap(a), (size,) + a.shape).data
+    return np.broadcast_to(a, (size,) + a.shape)
 
 
 def _reshape_to(x: Tensor, shape) -> Tensor:

@@ -13,11 +13,11 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _core
-from ..autodiff.batching import materialize
 from ..autodiff.graph import Primitive, Tensor, apply
 from ._convert import as_tensor, check_float, normalize_one_axis
 from .elementwise import exp
 from .reduce import sum
+from .shape import materialize
 
 
 def _rows(x: np.ndarray, axis: int) -> np.ndarray:
