@@ -307,6 +307,30 @@ ERRORS = [
      ["jacobian_logdet", "3 inputs", "2 outputs", "square"]),
     ("jacobian_logdet_ndarray", lambda: dc.jacobian_logdet(lambda a: a, np.ones(3)), TypeError,
      ["jacobian_logdet", "ndarray"]),
+    ("vmap_not_callable", lambda: dc.vmap(3), TypeError, ["vmap", "callable", "int"]),
+    ("vmap_sizes", lambda: dc.vmap(lambda a, b: a + b)(_V, dc.tensor(np.ones(4))), ValueError,
+     ["vmap", "argument 0 has size 3", "argument 1 has size 4"]),
+    ("vmap_axis", lambda: dc.vmap(lambda a: a, in_axes=1)(_V), ValueError,
+     ["vmap", "in_axes 1", "argument 0", "(3,)"]),
+    ("vmap_scalar", lambda: dc.vmap(lambda a: a)(dc.tensor(1.0)), ValueError,
+     ["vmap", "in_axes 0", "()"]),
+    ("vmap_in_axes_type", lambda: dc.vmap(lambda a: a, in_axes="0"), TypeError,
+     ["vmap", "in_axes", "str"]),
+    ("vmap_in_axes_structure", lambda: dc.vmap(lambda a: a, in_axes=([0, 0],))(_V), ValueError,
+     ["vmap", "in_axes", "2 entries", "(3,)"]),
+    ("vmap_nothing_mapped", lambda: dc.vmap(lambda a: a, in_axes=None)(_V), ValueError,
+     ["vmap", "no argument is mapped"]),
+    ("vmap_not_tensor", lambda: dc.vmap(lambda a: a)(3.0), TypeError,
+     ["vmap", "argument 0", "float", "in_axes None"]),
+    ("vmap_output", lambda: dc.vmap(lambda a: 2.0)(_V), TypeError, ["vmap", "output 0", "float"]),
+    ("vmap_out_axes_none", lambda: dc.vmap(lambda a: a, out_axes=None)(_V), ValueError,
+     ["vmap", "out_axes is None", "output 0"]),
+    ("vmap_randomness", lambda: dc.vmap(lambda a: a, randomness="never"), ValueError,
+     ["vmap", "randomness", "'never'"]),
+    ("vmap_chunk_size", lambda: dc.vmap(lambda a: a, chunk_size=-1), ValueError,
+     ["vmap", "chunk_size", "-1"]),
+    ("vmap_reads_values", lambda: dc.vmap(lambda a: a * float(a.sum()))(_V), RuntimeError,
+     ["vmap", "float()", "batched tensor"]),
 ]
 
 
@@ -321,7 +345,7 @@ def test_error_inputs(name, fn, exc, words):
 
 def test_every_public_op_has_error_rows():
     """Each op, creation function and transform that deepcalc exports has a row above."""
-    mine = ("deepcalc.ops", "deepcalc.creation", "deepcalc.func.transforms")
+    mine = ("deepcalc.ops", "deepcalc.creation", "deepcalc.func.transforms", "deepcalc.func.vmap")
     public = {n for n in dc.__all__
               if callable(getattr(dc, n)) and getattr(getattr(dc, n), "__module__", "").startswith(mine)}
     covered = {row[3][0] for row in ERRORS}
