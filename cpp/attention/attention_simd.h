@@ -159,31 +159,48 @@ void bcast_gemm(const float* a, int64_t sa_i, int64_t sa_r, int64_t rows, int64_
   }
 }
 
-// Scale the raw dot products of row s (query i, keys j0 .. j0 + nk) and apply the masks.
 template <class V>
-inline void mask_row(const AttentionShape<float>& sh, int64_t moff, int64_t i, int64_t j0,
-                     int64_t nk, float* s) {
+inline float max_row(const float* s, int64_t nk) {
+  constexpr int W = V::width;
+  typename V::reg m = V::set1(kNegInf);
+  int64_t j = 0;
+  for (; j + W <= nk; j += W) m = V::max(m, V::load(s + j));
+  if (j < nk) m = V::max(m, V::load_tail(s + j, nk - j, kNegInf));
+  return V::reduce_max(m);
+}
+
+// Scale the raw dot products of row s (query i, keys j0 .. j0 + nk) and apply the masks.
+// Returns the row's max after masking (NaN if any score is NaN), in the same pass when no key
+// of the row is hidden by a boolean mask or causality.
+template <class V>
+inline float mask_row(const AttentionShape<float>& sh, int64_t moff, int64_t i, int64_t j0,
+                      int64_t nk, float* s) {
   constexpr int W = V::width;
   const typename V::reg sc = V::set1(sh.scale);
   const float* add = sh.mask_add ? sh.mask_add + moff + j0 : nullptr;
+  typename V::reg mx = V::set1(kNegInf);
   int64_t j = 0;
   for (; j + W <= nk; j += W) {
     typename V::reg x = V::mul(V::load(s + j), sc);
     if (add) x = V::add(x, V::load(add + j));
     V::store(s + j, x);
+    mx = V::max(mx, x);
   }
   if (j < nk) {
     typename V::reg x = V::mul(V::load_tail(s + j, nk - j, 0.f), sc);
     if (add) x = V::add(x, V::load_tail(add + j, nk - j, 0.f));
     V::store_tail(s + j, x, nk - j);
+    mx = V::max(mx, V::load_tail(s + j, nk - j, kNegInf));
   }
+  const int64_t hidden_from = sh.causal ? std::max<int64_t>(0, i + 1 - j0) : nk;
+  if (!sh.mask_bool && hidden_from >= nk) return V::reduce_max(mx);
   if (sh.mask_bool) {
     const uint8_t* mb = sh.mask_bool + moff + j0;
     for (int64_t t = 0; t < nk; ++t)
       if (!mb[t]) s[t] = kNegInf;
   }
-  if (sh.causal)
-    for (int64_t t = std::max<int64_t>(0, i + 1 - j0); t < nk; ++t) s[t] = kNegInf;
+  for (int64_t t = hidden_from; t < nk; ++t) s[t] = kNegInf;
+  return max_row<V>(s, nk);
 }
 
 // s[0..nk) = exp(s - m); returns the sum. m finite or NaN.
@@ -206,15 +223,6 @@ inline float exp_row(float* s, int64_t nk, float m) {
   return V::reduce_add(acc);
 }
 
-template <class V>
-inline float max_row(const float* s, int64_t nk) {
-  constexpr int W = V::width;
-  typename V::reg m = V::set1(kNegInf);
-  int64_t j = 0;
-  for (; j + W <= nk; j += W) m = V::max(m, V::load(s + j));
-  if (j < nk) m = V::max(m, V::load_tail(s + j, nk - j, kNegInf));
-  return V::reduce_max(m);
-}
 
 // Keys a query tile [i0, i0 + mq) can see: all, or j < i0 + mq when causal.
 inline int64_t key_end(const AttentionShape<float>& sh, int64_t i0, int64_t mq) {
@@ -280,8 +288,8 @@ void forward(const AttentionForwardParams<float>& p, int threads) {
                              (nk + NR - 1) / NR, D, s.data(), false, diag);
         for (int64_t i = 0; i < mq; ++i) {
           float* si = s.data() + i * BK;
-          mask_row<V>(sh, attention_mask_row(sh, b, h, i0 + i), i0 + i, j0, nk, si);
-          const float mnew = nan_max(m[i], max_row<V>(si, nk));
+          const float mnew =
+              nan_max(m[i], mask_row<V>(sh, attention_mask_row(sh, b, h, i0 + i), i0 + i, j0, nk, si));
           const float muse = (std::isinf(mnew) && mnew < 0) ? 0.f : mnew;
           alpha[i] = j0 == 0 ? 0.f : std::exp(m[i] - muse);
           l[i] = l[i] * alpha[i] + exp_row<V>(si, nk, muse);
