@@ -155,7 +155,7 @@ def show(title, times, base="dc", flops=None, peak=None):
         if name == base and flops:
             g = flops / t / 1e9
             line += f"  {g:6.0f} GFLOP/s = {100 * g / peak:3.0f}% of {peak:.0f}"
-        if name != base:
+        if name != base and not name.startswith("dc"):
             med, best = ratio(ts, times[base])
             line += f"   {name}/{base} = {med:.2f}x [{best:.2f}x]"
         print(line)
