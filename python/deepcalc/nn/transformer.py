@@ -10,9 +10,11 @@ once.  Masks follow torch.nn: a boolean ``attn_mask`` / ``*_key_padding_mask`` i
 attention is NOT allowed, a float one is added to the scores.  Masks are constants (no
 gradient flows into them).
 
-Layers take an extra keyword ``cache`` (a dict per layer, see ``nn/decoding.py``): with it the
-self-attention appends the new positions' keys and values to the cache and attends to all of
-them, so decoding one token costs O(L) instead of recomputing the whole prefix.
+Layers take an extra keyword ``cache`` (a KVCache for an encoder layer used causally, as in a
+decoder-only LM; a dict {"self": KVCache} for a decoder layer, which adds the encoder memory's
+keys and values on first use; see ``nn/decoding.py``): with it the self-attention appends the
+new positions' keys and values and attends to all of them, causally and without other masks,
+so decoding one token costs O(L) instead of recomputing the whole prefix.
 """
 from __future__ import annotations
 
@@ -164,12 +166,10 @@ class MultiHeadAttention(Module):
                                           key_padding_mask)[None]
         self._check_inputs(query, key, value)
         bf = self.batch_first
-        same = query is key and key is value
         q, k, v = _bf(query, bf), _bf(key, bf), _bf(value, bf)
         mask, causal = self.merge_masks(attn_mask, key_padding_mask, q.shape[0], q.shape[1],
                                         k.shape[1], q.dtype, is_causal)
-        out, w = self._attend(q, k if not same else q, v if not same else q, mask, causal,
-                              need_weights, average_attn_weights)
+        out, w = self._attend(q, k, v, mask, causal, need_weights, average_attn_weights)
         out = _bf(out, bf)
         if unbatched:
             out = ops.squeeze(out, 1 if not bf else 0)
@@ -240,9 +240,10 @@ class MultiHeadAttention(Module):
 
     def _attend(self, q_in, k_in, v_in, mask, causal, need_weights=False, average=True,
                 cache=None):
-        """Attention on batch-first inputs; k_in is v_in is q_in for self-attention.  With a
-        ``cache`` (a KVCache), the new keys / values are appended and all cached ones attended
-        to; ``cache`` may also be a (k, v) pair computed once (cross-attention memory)."""
+        """Attention on batch-first inputs (B, L, E).  With a ``cache`` (a KVCache), the new
+        keys / values are appended and all cached ones attended to (``causal`` then orders the
+        new positions after the cached ones); ``cache`` may also be a (k, v) pair of heads
+        computed once (the cross-attention's encoder memory)."""
         q = self._heads(self._proj(q_in, 0))
         if isinstance(cache, tuple):
             k, v = cache
