@@ -114,3 +114,13 @@ def test_cli_time_limit_stops_early(tmp_path):
                      "--out", str(out), "--no-progress"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0 < metrics["steps"] < 100000
+
+
+def test_cli_bad_inputs(tmp_path):
+    with pytest.raises(SystemExit, match="--eval-every must be >= 1, got 0"):
+        cli.main(["train", "transformer", "--eval-every", "0", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="0 <= --dropout < 1"):
+        cli.main(["train", "lm", "--dropout", "1.5", "--out", str(tmp_path)])
+    with pytest.raises(ValueError, match=r"embed_dim \(64\) must be divisible by num_heads \(3\)"):
+        cli.main(["train", "transformer", "--nhead", "3", "--train-size", "10", "--test-size", "2",
+                  "--out", str(tmp_path), "--no-progress"])

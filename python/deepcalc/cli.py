@@ -387,11 +387,12 @@ def _sequence_arguments(t):
     g.add_argument("--top-k", type=int, default=20, help="sample among the k likeliest (lm)")
 
 
-def _sequence_training(model, args, batch, evaluate, name):
-    """The loop of ``train transformer`` and ``train lm``: Adam with linear warmup, a tqdm bar,
-    ``evaluate(step)`` every --eval-every steps (returns a dict; {'stop': True} ends training),
-    an atomic checkpoint OUT/last.safetensors after each evaluation; --resume continues from
-    it.  Returns (history, steps done, training seconds)."""
+def _sequence_training(model, args, batch, evaluate, name, ignore_index=-100):
+    """The loop of ``train transformer`` and ``train lm``: Adam with warmup and --schedule,
+    gradient clipping at norm 1, a tqdm bar, ``evaluate(step)`` every --eval-every steps and
+    at the end (a dict; {'stop': True} ends training), each followed by an atomic checkpoint
+    OUT/last.safetensors; --resume continues from it.  ``batch(step)`` returns (logits,
+    targets).  Returns (history, steps done, training seconds)."""
     import deepcalc as dc
     from . import optim
     from .nn import functional as F
@@ -404,47 +405,59 @@ def _sequence_training(model, args, batch, evaluate, name):
         opt.load_state_dict(state["optimizer"])
         step, history, seconds = int(state["step"]), list(state["history"]), float(state["seconds"])
         print(f"deepcalc: resumed {path} at step {step}")
+    t0, loss_value = time.perf_counter() - seconds, float("nan")
+
+    def record():
+        logs = {"step": step, "loss": loss_value, "seconds": time.perf_counter() - t0}
+        logs.update(evaluate(step))
+        stop = logs.pop("stop", False)
+        history.append(logs)
+        dc.save(path, {"model": dict(model.state_dict()), "optimizer": opt.state_dict(),
+                       "step": step, "history": history, "seconds": logs["seconds"]})
+        return stop
+
     bar = None
     if not args.no_progress:
         from tqdm.auto import tqdm
         bar = tqdm(total=args.steps, initial=step, unit="step", dynamic_ncols=True, desc=name)
-    t0, last_loss = time.perf_counter() - seconds, float("nan")
     while step < args.steps:
         if args.time_limit and time.perf_counter() - t0 >= args.time_limit:
             break
         opt.param_groups[0]["lr"] = args.lr * _lr_factor(args, step, time.perf_counter() - t0)
         logits, target = batch(step)
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
-                               ignore_index=0 if name == "transformer" else -100)
+                               ignore_index=ignore_index)
         opt.zero_grad()
         loss.backward()
         optim.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         step += 1
-        last_loss = loss.item()
-        if not np.isfinite(last_loss):
-            raise SystemExit(f"deepcalc train {name}: the loss is {last_loss} at step {step}; "
+        loss_value = loss.item()
+        if not np.isfinite(loss_value):
+            raise SystemExit(f"deepcalc train {name}: the loss is {loss_value} at step {step}; "
                              "lower --lr")
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(loss=f"{last_loss:.4f}")
-        if step % args.eval_every == 0 or step == args.steps:
-            logs = {"step": step, "loss": last_loss, "seconds": time.perf_counter() - t0}
-            logs.update(evaluate(step))
-            history.append({k: v for k, v in logs.items() if k != "stop"})
-            dc.save(path, {"model": dict(model.state_dict()), "optimizer": opt.state_dict(),
-                           "step": step, "history": history, "seconds": logs["seconds"]})
-            if logs.get("stop"):
-                break
+            bar.set_postfix(loss=f"{loss_value:.4f}")
+        if step % args.eval_every == 0 and record():
+            break
     if bar is not None:
         bar.close()
-    if not history or history[-1]["step"] != step:   # the time limit stopped between evaluations
-        logs = {"step": step, "loss": last_loss, "seconds": time.perf_counter() - t0}
-        logs.update(evaluate(step))
-        history.append({k: v for k, v in logs.items() if k != "stop"})
-        dc.save(path, {"model": dict(model.state_dict()), "optimizer": opt.state_dict(),
-                       "step": step, "history": history, "seconds": logs["seconds"]})
+    if not history or history[-1]["step"] != step:   # stopped between evaluations
+        record()
     return history, step, time.perf_counter() - t0
+
+
+def _check_sequence_args(args):
+    for name in ("steps", "eval_every", "batch_size", "d_model", "nhead", "layers", "ffn",
+                 "seq_len", "warmup"):
+        if getattr(args, name) < (0 if name == "warmup" else 1):
+            raise SystemExit(f"deepcalc train {args.model}: --{name.replace('_', '-')} must be "
+                             f">= {0 if name == 'warmup' else 1}, got {getattr(args, name)}")
+    if args.time_limit < 0 or not 0.0 <= args.dropout < 1.0 or not args.lr > 0:
+        raise SystemExit(f"deepcalc train {args.model}: expected --time-limit >= 0, 0 <= "
+                         f"--dropout < 1 and --lr > 0, got {args.time_limit}, {args.dropout}, "
+                         f"{args.lr}")
 
 
 def _lr_factor(args, step: int, elapsed: float) -> float:
@@ -482,6 +495,7 @@ def transformer_command(args) -> int:
     from .data import seq2seq
     from .nn import Seq2SeqTransformer
     from .nn.decoding import greedy_decode
+    _check_sequence_args(args)
     dc.manual_seed(args.seed)
     if args.threads:
         dc.set_num_threads(args.threads)
@@ -510,7 +524,8 @@ def transformer_command(args) -> int:
         stop = args.target_exact_match is not None and em >= args.target_exact_match
         return {"test_exact_match": em, "test_token_accuracy": acc, "stop": stop}
 
-    history, steps, seconds = _sequence_training(model, args, batch, evaluate, "transformer")
+    history, steps, seconds = _sequence_training(model, args, batch, evaluate, "transformer",
+                                                 ignore_index=seq2seq.PAD)
     final = history[-1]
     pred = greedy_decode(model, test.src[:3], test.tgt.shape[1] + 2, seq2seq.START, seq2seq.END)
     for s, t, p in zip(test.src[:3], test.tgt[:3], pred):
@@ -574,6 +589,7 @@ def lm_command(args) -> int:
     from .nn import TransformerLM
     from .nn import functional as F
     from .nn.decoding import generate
+    _check_sequence_args(args)
     dc.manual_seed(args.seed)
     if args.threads:
         dc.set_num_threads(args.threads)
