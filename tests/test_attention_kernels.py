@@ -71,6 +71,8 @@ CASES = [  # (B, H, Lq, Lk, D, Dv), mask kind
     ((1, 1, 5, 7, 3, 5), "add"),
     ((1, 2, 33, 17, 32, 16), "bool"),
     ((1, 2, 33, 17, 32, 16), None),
+    ((1, 1, 70, 200, 32, 32), "bool"),     # one head, several key tiles: the backward splits
+    ((3, 1, 40, 150, 16, 16), None),       # heads into chunks with dQ partials (2+ threads)
 ]
 
 

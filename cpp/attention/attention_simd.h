@@ -318,8 +318,9 @@ void backward(const AttentionBackwardParams<float>& p, int threads) {
   const AttentionShape<float>& sh = p.s;
   const int64_t D = sh.D, Dv = sh.Dv, Lq = sh.Lq, Lk = sh.Lk, BH = sh.B * sh.H;
   const int64_t nkt = (Lk + BK - 1) / BK;
+  // chunks per head: 1 when heads alone balance the threads, else about 2 per thread in all
   const int64_t nc = (BH % threads == 0 || BH >= 4 * threads)
-                         ? 1 : std::min<int64_t>(nkt, (4 * threads + BH - 1) / BH);
+                         ? 1 : std::min<int64_t>(nkt, (2 * threads + BH - 1) / BH);
   const Panels kp = pack_all<NR>(p.k, BH, Lk, D, threads);
   const Panels vp = pack_all<NR>(p.v, BH, Lk, Dv, threads);
   std::vector<float> delta(size_t(BH * Lq));
