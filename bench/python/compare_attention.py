@@ -24,7 +24,6 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 
 import numpy as np
 from _timing import alternate, ratio

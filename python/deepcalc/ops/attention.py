@@ -21,7 +21,6 @@ through them.
 """
 from __future__ import annotations
 
-import builtins
 import math
 
 import numpy as np
@@ -48,7 +47,7 @@ def _check_operands(q, k, v):
     if not (q.dtype == k.dtype == v.dtype):
         raise TypeError(f"{_OP}: q, k, v are {q.dtype}, {k.dtype}, {v.dtype}; expected one "
                         "dtype: deepcalc never mixes dtypes silently, convert with .astype()")
-    (b, h, lq, d), (bk, hk, lk, dk), (bv, hv, lv, dv) = q.shape, k.shape, v.shape
+    (b, h, _, d), (bk, hk, lk, dk), (bv, hv, lv, _) = q.shape, k.shape, v.shape
     if (bk, hk) != (b, h) or (bv, hv) != (b, h):
         raise ValueError(f"{_OP}: q {q.shape}, k {k.shape} and v {v.shape} must share batch and "
                          "head axes (B, H)")
@@ -199,10 +198,6 @@ class _Inputs:
         self.inputs = inputs
 
 
-def _zeros_like(x):
-    return wrap(np.zeros(x.shape, x.dtype))
-
-
 def _blockwise(rule, fn, inputs, row_in, row_out, extras, shapes, lq):
     """``rule`` (composite_vjp or composite_jvp) of ``fn`` one block of query rows at a time.
     ``row_in[i]`` says input i has a query axis (sliced per block), ``row_out[o]`` that output o
@@ -213,7 +208,7 @@ def _blockwise(rule, fn, inputs, row_in, row_out, extras, shapes, lq):
     vjp = rule is composite_vjp
     rows_of_result = row_in if vjp else row_out
     flags = row_out if vjp else row_in
-    bounds = [(i0, builtins.min(lq, i0 + _QUERY_BLOCK)) for i0 in range(0, lq, _QUERY_BLOCK)]
+    bounds = [(i0, min(lq, i0 + _QUERY_BLOCK)) for i0 in range(0, lq, _QUERY_BLOCK)]
     parts = [[] for _ in shapes]
     for i0, i1 in bounds:
         sub = [(_rows(x, i0, i1) if r else x) for x, r in zip(inputs, row_in)]
