@@ -99,10 +99,10 @@ def test_cli_train_lm_tiny(tmp_path, capsys):
     out = tmp_path / "lm"
     assert cli.main(["train", "lm", "--d-model", "16", "--nhead", "2", "--layers", "1",
                      "--ffn", "32", "--seq-len", "16", "--batch-size", "4", "--steps", "4",
-                     "--eval-every", "2", "--val-windows", "4", "--sample-len", "10",
+                     "--eval-every", "2", "--val-windows", "4", "--sample-len", "20",
                      "--out", str(out), "--no-progress"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["steps"] == 4 and 0 < metrics["val_bpc"] < 10 and len(metrics["sample"]) == 14
+    assert metrics["steps"] == 4 and 0 < metrics["val_bpc"] < 10 and len(metrics["sample"]) == 24
     assert "bits per character" in capsys.readouterr().out
 
 

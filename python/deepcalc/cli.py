@@ -594,8 +594,10 @@ def lm_command(args) -> int:
     if args.threads:
         dc.set_num_threads(args.threads)
     corpus = load_pydoc_topics()
+    prompt = corpus.encode("The ")[None]
     model = TransformerLM(corpus.vocab_size, args.d_model, args.nhead, args.layers, args.ffn,
-                          args.dropout, max_len=max(args.seq_len, args.sample_len + 1))
+                          args.dropout, max_len=max(args.seq_len,
+                                                    prompt.shape[1] + args.sample_len))
     os.makedirs(args.out, exist_ok=True)
     print(f"deepcalc: train lm on pydoc_data.topics: {model.num_parameters()} parameters, "
           f"{len(corpus.train)} training and {len(corpus.val)} validation characters, "
@@ -619,7 +621,6 @@ def lm_command(args) -> int:
         return {"val_bpc": total / vy.size / np.log(2)}
 
     history, steps, seconds = _sequence_training(model, args, batch, evaluate, "lm")
-    prompt = corpus.encode("The ")[None]
     text = corpus.decode(generate(model, prompt, args.sample_len, args.temperature, args.top_k,
                                   generator=np.random.default_rng(args.seed))[0])
     print(f"validation bits per character {history[-1]['val_bpc']:.3f} after {steps} steps "
