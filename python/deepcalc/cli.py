@@ -382,7 +382,9 @@ def _sequence_arguments(t):
     g.add_argument("--seq-len", type=int, default=128, help="context length (lm)")
     g.add_argument("--val-windows", type=int, default=256,
                    help="validation windows of --seq-len characters for bits per char (lm)")
-    g.add_argument("--sample-len", type=int, default=200, help="characters sampled (lm)")
+    g.add_argument("--sample-len", type=int, default=120,
+                   help="characters sampled after a 4-character prompt (lm); beyond --seq-len "
+                        "the model sees positions it was not trained on")
     g.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (lm)")
     g.add_argument("--top-k", type=int, default=20, help="sample among the k likeliest (lm)")
 
