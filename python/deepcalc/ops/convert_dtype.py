@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..autodiff.graph import Primitive, Tensor, apply, wrap
+from ..autodiff.batching import constant
 from ._batching import unary_rule
 
 
@@ -27,6 +28,6 @@ _cast = Cast()
 def cast(x: Tensor, dtype: np.dtype) -> Tensor:
     if x.dtype == dtype:
         return x
-    if dtype.kind != "f" or x.dtype.kind != "f":
-        return wrap(x.data.astype(dtype))
+    if dtype.kind != "f" or x.dtype.kind != "f":  # no gradient: a constant (batched under vmap)
+        return constant(lambda a: a.astype(dtype), x)
     return apply(_cast, (x,), {"dtype": dtype})
