@@ -94,7 +94,9 @@ class MultiHeadAttention(Module):
     ``in_proj_weight`` (3E, E) (``q_proj_weight`` etc. when kdim / vdim differ from E).
 
     ``dropout`` drops attention weights in training mode (torch's meaning); that path forms the
-    (L, S) table explicitly, the dropout-free path runs ``F.scaled_dot_product_attention``."""
+    (L, S) table explicitly, the dropout-free path runs ``F.scaled_dot_product_attention``.
+    ``record_weights = True`` keeps each call's weights (B, H, L, S) in ``last_weights`` (for
+    pictures of attention inside a model whose layers ask for no weights)."""
 
     def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
                  add_bias_kv: bool = False, add_zero_attn: bool = False, kdim=None, vdim=None,
@@ -131,7 +133,7 @@ class MultiHeadAttention(Module):
         else:
             self.register_parameter("in_proj_bias", None)
         self.out_proj = Linear(e, e, bias=bias, dtype=dtype)
-        self.record_weights = False   # True: keep each call's weights (B, H, L, S) in last_weights
+        self.record_weights = False
         self.last_weights = None
         if bias:
             self.out_proj.bias.data[...] = 0
