@@ -13,6 +13,7 @@ import operator
 
 import numpy as np
 
+from ..autodiff.batching import constant
 from ..autodiff.graph import Tensor, wrap
 
 DEFAULT_DTYPE = np.dtype(np.float32)
@@ -86,10 +87,10 @@ def binary_operands(op: str, a, b):
     if da != db and da.kind == "f" and db.kind == "f":
         raise TypeError(f"{op}: operands are {da} {a.shape} and {db} {b.shape}; deepcalc never "
                         f"mixes float dtypes silently, convert one with .astype()")
-    if da.kind != "f" and db.kind == "f":
-        a = wrap(a.data.astype(db))
+    if da.kind != "f" and db.kind == "f":  # integer / bool data take the float's dtype
+        a = constant(lambda v: v.astype(db), a)
     elif db.kind != "f" and da.kind == "f":
-        b = wrap(b.data.astype(da))
+        b = constant(lambda v: v.astype(da), b)
     return a, b
 
 
