@@ -53,6 +53,9 @@ class Seq2SeqData:
 
     def __init__(self, name: str, vocab: Vocab, pairs):
         self.name, self.vocab = name, vocab
+        if not pairs:
+            raise ValueError(f"Seq2SeqData: task {name!r} needs at least one (source, target) "
+                             "pair, got none")
         s = max(len(a) for a, _ in pairs)
         t = max(len(b) for _, b in pairs) + 1
         self.src = np.full((len(pairs), s), PAD, np.int64)

@@ -329,6 +329,17 @@ class _Layer(Module):
             setattr(self, f"norm{i}", LayerNorm(d_model, eps=layer_norm_eps, dtype=dtype))
             setattr(self, f"dropout{i}", Dropout(dropout))
 
+    def _input(self, x, what: str):
+        """x as a batch-first Tensor (B, L, d_model), or an error naming the layer."""
+        owner = type(self).__name__
+        x = ops.as_tensor(x, None, owner)
+        d = self.linear1.in_features
+        if x.ndim != 3 or x.shape[-1] != d:
+            layout = "(B, L, E)" if self.batch_first else "(L, B, E)"
+            raise ValueError(f"{owner}: {what} must be 3-D {layout} with E = d_model = {d}, got "
+                             f"shape {x.shape}")
+        return _bf(x, self.batch_first)
+
     def _ff(self, x):
         """The position-wise FFN linear2(dropout(act(linear1(x)))), act fused in the GEMM."""
         h = self.linear1.fuse_activation(x, self.activation)
@@ -355,7 +366,7 @@ class TransformerEncoderLayer(_Layer):
 
     def forward(self, src, src_mask=None, src_key_padding_mask=None, is_causal: bool = False,
                 cache=None):
-        x = _bf(ops.as_tensor(src, None, "TransformerEncoderLayer"), self.batch_first)
+        x = self._input(src, "src")
         x = self._forward(x, src_mask, src_key_padding_mask, is_causal, cache)
         return _bf(x, self.batch_first)
 
@@ -390,8 +401,7 @@ class TransformerDecoderLayer(_Layer):
     def forward(self, tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
                 memory_key_padding_mask=None, tgt_is_causal: bool = False,
                 memory_is_causal: bool = False, cache=None):
-        x = _bf(ops.as_tensor(tgt, None, "TransformerDecoderLayer"), self.batch_first)
-        mem = _bf(ops.as_tensor(memory, None, "TransformerDecoderLayer"), self.batch_first)
+        x, mem = self._input(tgt, "tgt"), self._input(memory, "memory")
         x = self._forward(x, mem, tgt_mask, memory_mask, tgt_key_padding_mask,
                           memory_key_padding_mask, tgt_is_causal, memory_is_causal, cache)
         return _bf(x, self.batch_first)
@@ -438,7 +448,8 @@ class TransformerEncoder(Module):
         self.batch_first = getattr(encoder_layer, "batch_first", False)
 
     def forward(self, src, mask=None, src_key_padding_mask=None, is_causal=None, caches=None):
-        x = _bf(ops.as_tensor(src, None, "TransformerEncoder"), self.batch_first)
+        x = self.layers[0]._input(src, "src") if len(self.layers) else \
+            _bf(ops.as_tensor(src, None, "TransformerEncoder"), self.batch_first)
         for i, layer in enumerate(self.layers):
             x = layer._forward(x, mask, src_key_padding_mask, bool(is_causal),
                                None if caches is None else caches[i])
@@ -460,8 +471,11 @@ class TransformerDecoder(Module):
     def forward(self, tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
                 memory_key_padding_mask=None, tgt_is_causal=None, memory_is_causal=False,
                 caches=None):
-        x = _bf(ops.as_tensor(tgt, None, "TransformerDecoder"), self.batch_first)
-        mem = _bf(ops.as_tensor(memory, None, "TransformerDecoder"), self.batch_first)
+        if len(self.layers):
+            x, mem = self.layers[0]._input(tgt, "tgt"), self.layers[0]._input(memory, "memory")
+        else:
+            x = _bf(ops.as_tensor(tgt, None, "TransformerDecoder"), self.batch_first)
+            mem = _bf(ops.as_tensor(memory, None, "TransformerDecoder"), self.batch_first)
         for i, layer in enumerate(self.layers):
             x = layer._forward(x, mem, tgt_mask, memory_mask, tgt_key_padding_mask,
                                memory_key_padding_mask, bool(tgt_is_causal), memory_is_causal,
