@@ -1,5 +1,6 @@
 // Fused scaled dot-product attention on contiguous (B, H, L, D) arrays: forward (saves the row
-// logsumexp), backward (recomputes P tile by tile) and the forward-mode tangent, O(L) memory.
+// logsumexp), backward (recomputes P tile by tile), the forward-mode tangent and the backward's
+// tangent (second order), O(L) memory.
 //   S = scale * Q K^T, masked (bool: -inf where the mask is 0; additive: + mask; causal: -inf
 //   where j > i), P = softmax_rows(S), O = P V, lse_i = log sum_j exp(S_ij).
 // A row whose scores are all -inf gives O = 0 and lse = -inf (torch 2.13's CPU result); its P is
@@ -43,12 +44,28 @@ struct AttentionBackwardParams {
 // Tangent of O along (tq, tk, tv) (any may be null = zero), from the forward's O and lse:
 //   tS = scale (tQ K^T + Q tK^T),  u_i = sum_j P_ij tS_ij,
 //   tO_i = sum_j P_ij (tS_ij V_j + tV_j) - u_i O_i.
+// u (B, H, Lq) receives u_i when not null (the backward's tangent reads it).
 template <typename T>
 struct AttentionJvpParams {
   AttentionShape<T> s;
   const T *q = nullptr, *k = nullptr, *v = nullptr, *o = nullptr, *lse = nullptr;
   const T *tq = nullptr, *tk = nullptr, *tv = nullptr;
   T* tout = nullptr;
+  T* u = nullptr;
+};
+
+// Tangent of the backward's (dq, dk, dv) along (tq, tk, tv, tdout) (any may be null = zero),
+// from the forward's O, lse, the tangent tO of O and u (the tangent kernel's outputs):
+//   tP = P (tS - u),  tdP = tdO V^T + dO tV^T,  tDelta = rowsum(tdO O + dO tO),
+//   tdS = tP (dP - Delta) + P (tdP - tDelta),
+//   tdV = tP^T dO + P^T tdO,  tdQ = scale (tdS K + dS tK),  tdK = scale (tdS^T Q + dS^T tQ).
+template <typename T>
+struct AttentionBackwardJvpParams {
+  AttentionShape<T> s;
+  const T *q = nullptr, *k = nullptr, *v = nullptr, *o = nullptr, *lse = nullptr, *dout = nullptr;
+  const T *tout = nullptr, *u = nullptr;
+  const T *tq = nullptr, *tk = nullptr, *tv = nullptr, *tdout = nullptr;
+  T *tdq = nullptr, *tdk = nullptr, *tdv = nullptr;
 };
 
 template <typename T>
@@ -57,6 +74,8 @@ template <typename T>
 using attention_backward_fn = void (*)(const AttentionBackwardParams<T>& p, int threads);
 template <typename T>
 using attention_jvp_fn = void (*)(const AttentionJvpParams<T>& p, int threads);
+template <typename T>
+using attention_backward_jvp_fn = void (*)(const AttentionBackwardJvpParams<T>& p, int threads);
 
 // Scalar reference kernels (always built; define correctness). float64 has only these.
 void attention_forward_f32_ref(const AttentionForwardParams<float>& p, int threads);
@@ -65,13 +84,17 @@ void attention_backward_f32_ref(const AttentionBackwardParams<float>& p, int thr
 void attention_backward_f64_ref(const AttentionBackwardParams<double>& p, int threads);
 void attention_jvp_f32_ref(const AttentionJvpParams<float>& p, int threads);
 void attention_jvp_f64_ref(const AttentionJvpParams<double>& p, int threads);
+void attention_backward_jvp_f32_ref(const AttentionBackwardJvpParams<float>& p, int threads);
+void attention_backward_jvp_f64_ref(const AttentionBackwardJvpParams<double>& p, int threads);
 
 void attention_forward_f32_avx2(const AttentionForwardParams<float>& p, int threads);
 void attention_backward_f32_avx2(const AttentionBackwardParams<float>& p, int threads);
 void attention_jvp_f32_avx2(const AttentionJvpParams<float>& p, int threads);
+void attention_backward_jvp_f32_avx2(const AttentionBackwardJvpParams<float>& p, int threads);
 void attention_forward_f32_avx512(const AttentionForwardParams<float>& p, int threads);
 void attention_backward_f32_avx512(const AttentionBackwardParams<float>& p, int threads);
 void attention_jvp_f32_avx512(const AttentionJvpParams<float>& p, int threads);
+void attention_backward_jvp_f32_avx512(const AttentionBackwardJvpParams<float>& p, int threads);
 
 // Chosen once from cpu_capability() (attention_dispatch.cpp).
 attention_forward_fn<float> attention_forward_f32();
@@ -80,6 +103,8 @@ attention_backward_fn<float> attention_backward_f32();
 attention_backward_fn<double> attention_backward_f64();
 attention_jvp_fn<float> attention_jvp_f32();
 attention_jvp_fn<double> attention_jvp_f64();
+attention_backward_jvp_fn<float> attention_backward_jvp_f32();
+attention_backward_jvp_fn<double> attention_backward_jvp_f64();
 
 // The score S_ij after scale and mask, from the raw dot product qk = q_i . k_j: the one
 // definition the reference and the SIMD kernels share for the masking rules.

@@ -15,5 +15,8 @@ void attention_backward_f32_avx2(const AttentionBackwardParams<float>& p, int th
 void attention_jvp_f32_avx2(const AttentionJvpParams<float>& p, int threads) {
   attention_simd::jvp<vec256::F32, 6, 3, 4>(p, threads);
 }
+void attention_backward_jvp_f32_avx2(const AttentionBackwardJvpParams<float>& p, int threads) {
+  attention_simd::backward_jvp<vec256::F32, 6, 3, 4>(p, threads);
+}
 
 }  // namespace deepcalc

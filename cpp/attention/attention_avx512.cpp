@@ -15,5 +15,8 @@ void attention_backward_f32_avx512(const AttentionBackwardParams<float>& p, int 
 void attention_jvp_f32_avx512(const AttentionJvpParams<float>& p, int threads) {
   attention_simd::jvp<vec512::F32, 8, 4, 4>(p, threads);
 }
+void attention_backward_jvp_f32_avx512(const AttentionBackwardJvpParams<float>& p, int threads) {
+  attention_simd::backward_jvp<vec512::F32, 8, 4, 4>(p, threads);
+}
 
 }  // namespace deepcalc

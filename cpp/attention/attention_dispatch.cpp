@@ -20,6 +20,17 @@ attention_jvp_fn<float> attention_jvp_f32() {
                                                        &attention_jvp_f32_avx2, &attention_jvp_f32_ref);
   return fn;
 }
+attention_backward_jvp_fn<float> attention_backward_jvp_f32() {
+  static const auto fn = pick<attention_backward_jvp_fn<float>>(&attention_backward_jvp_f32_avx512,
+                                                                &attention_backward_jvp_f32_avx2,
+                                                                &attention_backward_jvp_f32_ref);
+  return fn;
+}
+attention_backward_jvp_fn<double> attention_backward_jvp_f64() {
+  static const auto fn = pick<attention_backward_jvp_fn<double>>(nullptr, nullptr,
+                                                                 &attention_backward_jvp_f64_ref);
+  return fn;
+}
 attention_forward_fn<double> attention_forward_f64() {
   static const auto fn = pick<attention_forward_fn<double>>(nullptr, nullptr, &attention_forward_f64_ref);
   return fn;

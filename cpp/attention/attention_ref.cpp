@@ -135,6 +135,57 @@ void jvp(const AttentionJvpParams<T>& p, int threads) {
           ti[d] += pj * (ts * vh[j * Dv + d] + (tvh ? tvh[j * Dv + d] : T(0)));
       }
       for (int64_t d = 0; d < Dv; ++d) ti[d] -= u * p.o[r * Dv + d];
+      if (p.u) p.u[r] = u;
+    }
+  }
+}
+
+// One head per thread, as the backward.
+template <typename T>
+void backward_jvp(const AttentionBackwardJvpParams<T>& p, int threads) {
+  const AttentionShape<T>& sh = p.s;
+  const int64_t D = sh.D, Dv = sh.Dv, Lq = sh.Lq, Lk = sh.Lk;
+#pragma omp parallel num_threads(threads)
+  {
+    std::vector<T> s(Lk), pr(Lk);
+#pragma omp for schedule(static)
+    for (int64_t bh = 0; bh < sh.B * sh.H; ++bh) {
+      const T *kh = p.k + bh * Lk * D, *vh = p.v + bh * Lk * Dv;
+      const T* tkh = p.tk ? p.tk + bh * Lk * D : nullptr;
+      const T* tvh = p.tv ? p.tv + bh * Lk * Dv : nullptr;
+      T *tdkh = p.tdk + bh * Lk * D, *tdvh = p.tdv + bh * Lk * Dv;
+      for (int64_t x = 0; x < Lk * D; ++x) tdkh[x] = 0;
+      for (int64_t x = 0; x < Lk * Dv; ++x) tdvh[x] = 0;
+      for (int64_t i = 0; i < Lq; ++i) {
+        const int64_t r = bh * Lq + i;
+        const T *qi = p.q + r * D, *doi = p.dout + r * Dv, *oi = p.o + r * Dv;
+        const T* tqi = p.tq ? p.tq + r * D : nullptr;
+        const T* tdoi = p.tdout ? p.tdout + r * Dv : nullptr;
+        T* tdqi = p.tdq + r * D;
+        scores(sh, qi, kh, bh / sh.H, bh % sh.H, i, s.data());
+        probs(s.data(), Lk, p.lse[r], pr.data());
+        const T delta = dot(doi, oi, Dv);
+        const T tdelta = (tdoi ? dot(tdoi, oi, Dv) : T(0)) + dot(doi, p.tout + r * Dv, Dv);
+        const T ui = p.u[r];
+        for (int64_t d = 0; d < D; ++d) tdqi[d] = 0;
+        for (int64_t j = 0; j < Lk; ++j) {
+          const T pj = pr[j];
+          T ts = 0;
+          if (tqi) ts += dot(tqi, kh + j * D, D);
+          if (tkh) ts += dot(qi, tkh + j * D, D);
+          const T tp = pj * (ts * sh.scale - ui);
+          const T dp = dot(doi, vh + j * Dv, Dv);
+          const T tdp = (tdoi ? dot(tdoi, vh + j * Dv, Dv) : T(0)) + (tvh ? dot(doi, tvh + j * Dv, Dv) : T(0));
+          const T ds = pj * (dp - delta) * sh.scale;
+          const T tds = (tp * (dp - delta) + pj * (tdp - tdelta)) * sh.scale;
+          for (int64_t d = 0; d < Dv; ++d)
+            tdvh[j * Dv + d] += tp * doi[d] + (tdoi ? pj * tdoi[d] : T(0));
+          for (int64_t d = 0; d < D; ++d) {
+            tdqi[d] += tds * kh[j * D + d] + (tkh ? ds * tkh[j * D + d] : T(0));
+            tdkh[j * D + d] += tds * qi[d] + (tqi ? ds * tqi[d] : T(0));
+          }
+        }
+      }
     }
   }
 }
@@ -147,5 +198,7 @@ void attention_backward_f32_ref(const AttentionBackwardParams<float>& p, int t) 
 void attention_backward_f64_ref(const AttentionBackwardParams<double>& p, int t) { backward(p, t); }
 void attention_jvp_f32_ref(const AttentionJvpParams<float>& p, int t) { jvp(p, t); }
 void attention_jvp_f64_ref(const AttentionJvpParams<double>& p, int t) { jvp(p, t); }
+void attention_backward_jvp_f32_ref(const AttentionBackwardJvpParams<float>& p, int t) { backward_jvp(p, t); }
+void attention_backward_jvp_f64_ref(const AttentionBackwardJvpParams<double>& p, int t) { backward_jvp(p, t); }
 
 }  // namespace deepcalc

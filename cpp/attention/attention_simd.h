@@ -363,7 +363,7 @@ void backward(const AttentionBackwardParams<float>& p, int threads) {
           for (int64_t i = 0; i < mq; ++i) {  // dS = scale P (dP - Delta)
             const typename V::reg di = V::set1(dl[i0 + i]), sc = V::set1(sh.scale);
             float *pi = s.data() + i * BK, *gi = dp.data() + i * BK;
-            for (int64_t j = 0; j < BK; j += V::width)
+            for (int64_t j = 0; j < npan * NR; j += V::width)
               V::store(gi + j, V::mul(V::mul(V::load(pi + j), V::sub(V::load(gi + j), di)), sc));
           }
           // dV += P^T dO, dK += dS^T Q (rows: keys; reduction: the tile's queries)
@@ -431,7 +431,7 @@ void jvp(const AttentionJvpParams<float>& p, int threads) {
             const typename V::reg sc = V::set1(sh.scale);
             typename V::reg acc = V::zero();
             float *pi = s.data() + i * BK, *ti = ts.data() + i * BK;
-            for (int64_t j = 0; j < BK; j += V::width) {
+            for (int64_t j = 0; j < npan * NR; j += V::width) {
               const typename V::reg x = V::mul(V::mul(V::load(ti + j), sc), V::load(pi + j));
               V::store(ti + j, x);
               acc = V::add(acc, x);
@@ -449,6 +449,120 @@ void jvp(const AttentionJvpParams<float>& p, int threads) {
       if (ts_any)
         for (int64_t i = 0; i < mq; ++i)
           for (int64_t d = 0; d < Dv; ++d) tout[i * Dv + d] -= u[i] * o[i * Dv + d];
+      if (p.u) std::copy(u.begin(), u.begin() + mq, p.u + bh * Lq + i0);
+    }
+  }
+}
+
+// Work items as the backward's: (head, chunk of key tiles), each owning its keys' tdK, tdV rows
+// and, for a split head, its own tdQ partial.
+template <class V, int MRS, int MRP, int NVP>
+void backward_jvp(const AttentionBackwardJvpParams<float>& p, int threads) {
+  constexpr int NR = 2 * V::width;
+  constexpr int64_t BK = kBkBackward;
+  using R = typename V::reg;
+  const AttentionShape<float>& sh = p.s;
+  const int64_t D = sh.D, Dv = sh.Dv, Lq = sh.Lq, Lk = sh.Lk, BH = sh.B * sh.H;
+  const int64_t nkt = (Lk + BK - 1) / BK;
+  const int64_t nc = (BH % threads == 0 || BH >= 4 * threads)
+                         ? 1 : std::min<int64_t>(nkt, (2 * threads + BH - 1) / BH);
+  const Panels kp = pack_all<NR>(p.k, BH, Lk, D, threads);
+  const Panels vp = pack_all<NR>(p.v, BH, Lk, Dv, threads);
+  const Panels tkp = p.tk ? pack_all<NR>(p.tk, BH, Lk, D, threads) : Panels{};
+  const Panels tvp = p.tv ? pack_all<NR>(p.tv, BH, Lk, Dv, threads) : Panels{};
+  const bool ts_any = p.tq || p.tk, tdp_any = p.tv || p.tdout;
+  std::vector<float> delta(size_t(BH * Lq)), tdelta(size_t(BH * Lq));
+  std::vector<float> dq_part(nc > 1 ? size_t(nc * BH * Lq * D) : 0);
+#pragma omp parallel num_threads(threads)
+  {
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < BH * Lq; ++r) {  // Delta = rowsum(dO O), tDelta = rowsum(tdO O + dO tO)
+      float d = 0, t = 0;
+      for (int64_t c = 0; c < Dv; ++c) {
+        d += p.dout[r * Dv + c] * p.o[r * Dv + c];
+        t += p.dout[r * Dv + c] * p.tout[r * Dv + c] + (p.tdout ? p.tdout[r * Dv + c] * p.o[r * Dv + c] : 0.f);
+      }
+      delta[r] = d;
+      tdelta[r] = t;
+    }
+    std::vector<float> s(BQ * BK), tps(BQ * BK), ds(BQ * BK), tds(BQ * BK), dk(BK * D), dv(BK * Dv);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t w = 0; w < BH * nc; ++w) {
+      const int64_t bh = w / nc, c = w % nc, b = bh / sh.H, h = bh % sh.H;
+      float* tdq = nc > 1 ? dq_part.data() + (c * BH + bh) * Lq * D : p.tdq + bh * Lq * D;
+      std::fill(tdq, tdq + Lq * D, 0.f);
+      const float *q = p.q + bh * Lq * D, *dout = p.dout + bh * Lq * Dv, *k = p.k + bh * Lk * D;
+      const float* tq = p.tq ? p.tq + bh * Lq * D : nullptr;
+      const float* tk = p.tk ? p.tk + bh * Lk * D : nullptr;
+      const float* tdout = p.tdout ? p.tdout + bh * Lq * Dv : nullptr;
+      const float *lse = p.lse + bh * Lq, *u = p.u + bh * Lq;
+      const float *dl = delta.data() + bh * Lq, *tdl = tdelta.data() + bh * Lq;
+      for (int64_t kt = c; kt < nkt; kt += nc) {
+        const int64_t j0 = kt * BK, nk = std::min(BK, Lk - j0), npan = (nk + NR - 1) / NR;
+        const float* kpan = kp.data.data() + bh * kp.per_head + j0 * D;
+        const float* vpan = vp.data.data() + bh * vp.per_head + j0 * Dv;
+        std::fill(dk.begin(), dk.end(), 0.f);
+        std::fill(dv.begin(), dv.end(), 0.f);
+        for (int64_t i0 = sh.causal ? j0 / BQ * BQ : 0; i0 < Lq; i0 += BQ) {
+          const int64_t mq = std::min(BQ, Lq - i0);
+          const int64_t diag = sh.causal ? i0 - j0 : kNoDiag;
+          scores_block<V, MRS, BK>(q + i0 * D, D, mq, kpan, npan, D, s.data(), false, diag);
+          probs_tile<V, BK>(sh, b, h, i0, mq, j0, nk, lse, s.data());
+          scores_block<V, MRS, BK>(dout + i0 * Dv, Dv, mq, vpan, npan, Dv, ds.data(), false, diag);
+          std::fill(tps.begin(), tps.end(), 0.f);
+          if (tq) scores_block<V, MRS, BK>(tq + i0 * D, D, mq, kpan, npan, D, tps.data(), true, diag);
+          if (tk)
+            scores_block<V, MRS, BK>(q + i0 * D, D, mq, tkp.data.data() + bh * tkp.per_head + j0 * D,
+                                     npan, D, tps.data(), true, diag);
+          std::fill(tds.begin(), tds.end(), 0.f);
+          if (tdout)
+            scores_block<V, MRS, BK>(tdout + i0 * Dv, Dv, mq, vpan, npan, Dv, tds.data(), true, diag);
+          if (p.tv)
+            scores_block<V, MRS, BK>(dout + i0 * Dv, Dv, mq, tvp.data.data() + bh * tvp.per_head + j0 * Dv,
+                                     npan, Dv, tds.data(), true, diag);
+          const R sc = V::set1(sh.scale);
+          for (int64_t i = 0; i < mq; ++i) {
+            // tP = P (scale tS - u);  dS = scale P (dP - Delta);
+            // tdS = scale (tP (dP - Delta) + P (tdP - tDelta))
+            const R di = V::set1(dl[i0 + i]), ti = V::set1(tdl[i0 + i]), ui = V::set1(u[i0 + i]);
+            float *pi = s.data() + i * BK, *tpi = tps.data() + i * BK;
+            float *dsi = ds.data() + i * BK, *tdsi = tds.data() + i * BK;
+            for (int64_t j = 0; j < npan * NR; j += V::width) {
+              const R pj = V::load(pi + j);
+              const R tp = ts_any ? V::mul(pj, V::sub(V::mul(V::load(tpi + j), sc), ui)) : V::zero();
+              const R dd = V::sub(V::load(dsi + j), di);
+              const R tdp = tdp_any ? V::load(tdsi + j) : V::zero();
+              V::store(tpi + j, tp);
+              V::store(dsi + j, V::mul(V::mul(pj, dd), sc));
+              V::store(tdsi + j, V::mul(V::fmadd(tp, dd, V::mul(pj, V::sub(tdp, ti))), sc));
+            }
+          }
+          // tdV += tP^T dO + P^T tdO;  tdK += tdS^T Q + dS^T tQ  (rows: keys)
+          bcast_gemm<V, MRP, NVP>(tps.data(), 1, BK, nk, mq, dout + i0 * Dv, Dv, Dv, dv.data(), Dv, nullptr, true);
+          if (tdout)
+            bcast_gemm<V, MRP, NVP>(s.data(), 1, BK, nk, mq, tdout + i0 * Dv, Dv, Dv, dv.data(), Dv, nullptr, true);
+          bcast_gemm<V, MRP, NVP>(tds.data(), 1, BK, nk, mq, q + i0 * D, D, D, dk.data(), D, nullptr, true);
+          if (tq)
+            bcast_gemm<V, MRP, NVP>(ds.data(), 1, BK, nk, mq, tq + i0 * D, D, D, dk.data(), D, nullptr, true);
+          // tdQ += tdS K + dS tK  (rows: queries)
+          bcast_gemm<V, MRP, NVP>(tds.data(), BK, 1, mq, nk, k + j0 * D, D, D, tdq + i0 * D, D, nullptr,
+                                  true, diag);
+          if (tk)
+            bcast_gemm<V, MRP, NVP>(ds.data(), BK, 1, mq, nk, tk + j0 * D, D, D, tdq + i0 * D, D, nullptr,
+                                    true, diag);
+        }
+        std::copy(dk.begin(), dk.begin() + nk * D, p.tdk + (bh * Lk + j0) * D);
+        std::copy(dv.begin(), dv.begin() + nk * Dv, p.tdv + (bh * Lk + j0) * Dv);
+      }
+    }
+    if (nc > 1) {
+#pragma omp for schedule(static)
+      for (int64_t x = 0; x < BH * Lq * D; ++x) {
+        const int64_t bh = x / (Lq * D), off = x % (Lq * D);
+        float t = 0;
+        for (int64_t c = 0; c < nc; ++c) t += dq_part[(c * BH + bh) * Lq * D + off];
+        p.tdq[x] = t;
+      }
     }
   }
 }

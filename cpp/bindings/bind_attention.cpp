@@ -153,9 +153,9 @@ py::tuple attention_backward(const py::array& q, const py::array& k, const py::a
 }
 
 template <typename T>
-py::array jvp_impl(const py::array& q, const py::array& k, const py::array& v, const py::array& o,
-                   const py::array& lse, const OptArray& tq, const OptArray& tk, const OptArray& tv,
-                   const OptArray& mask, bool causal, double scale) {
+py::object jvp_impl(const py::array& q, const py::array& k, const py::array& v, const py::array& o,
+                    const py::array& lse, const OptArray& tq, const OptArray& tk, const OptArray& tv,
+                    const OptArray& mask, bool causal, double scale, bool with_u) {
   const char* op = "attention_jvp";
   AttentionJvpParams<T> p;
   p.s = shape_of<T>(op, q, k, v, mask, causal, scale);
@@ -169,24 +169,73 @@ py::array jvp_impl(const py::array& q, const py::array& k, const py::array& v, c
   check_like(op, "tk", tk, "k", k);
   check_like(op, "tv", tv, "v", v);
   py::array tout = empty_like(o);
+  py::array u = lse_array(q);
   p.q = cptr<T>(q), p.k = cptr<T>(k), p.v = cptr<T>(v), p.o = cptr<T>(o), p.lse = cptr<T>(lse);
   p.tq = cptr<T>(tq), p.tk = cptr<T>(tk), p.tv = cptr<T>(tv), p.tout = mptr<T>(tout);
-  if (tout.size() == 0) return tout;
-  {
+  p.u = with_u ? mptr<T>(u) : nullptr;
+  if (u.size() != 0) {
     py::gil_scoped_release nogil;
     ThreadBudget budget;
     if constexpr (std::is_same_v<T, float>) attention_jvp_f32()(p, budget.threads());
     else attention_jvp_f64()(p, budget.threads());
   }
-  return tout;
+  if (with_u) return py::make_tuple(tout, u);
+  return std::move(tout);
 }
 
-py::array attention_jvp(const py::array& q, const py::array& k, const py::array& v, const py::array& o,
-                        const py::array& lse, const OptArray& tq, const OptArray& tk, const OptArray& tv,
-                        const OptArray& mask, bool causal, double scale) {
+py::object attention_jvp(const py::array& q, const py::array& k, const py::array& v, const py::array& o,
+                         const py::array& lse, const OptArray& tq, const OptArray& tk, const OptArray& tv,
+                         const OptArray& mask, bool causal, double scale, bool with_u) {
   require_float_family("attention_jvp", q, k, v);
-  return is_f32(q) ? jvp_impl<float>(q, k, v, o, lse, tq, tk, tv, mask, causal, scale)
-                   : jvp_impl<double>(q, k, v, o, lse, tq, tk, tv, mask, causal, scale);
+  return is_f32(q) ? jvp_impl<float>(q, k, v, o, lse, tq, tk, tv, mask, causal, scale, with_u)
+                   : jvp_impl<double>(q, k, v, o, lse, tq, tk, tv, mask, causal, scale, with_u);
+}
+
+template <typename T>
+py::tuple backward_jvp_impl(const py::array& q, const py::array& k, const py::array& v,
+                            const py::array& o, const py::array& lse, const py::array& dout,
+                            const py::array& tout, const py::array& u, const OptArray& tq,
+                            const OptArray& tk, const OptArray& tv, const OptArray& tdout,
+                            const OptArray& mask, bool causal, double scale) {
+  const char* op = "attention_backward_jvp";
+  AttentionBackwardJvpParams<T> p;
+  p.s = shape_of<T>(op, q, k, v, mask, causal, scale);
+  for (const auto& [name, a] : {std::pair<const char*, const py::array*>{"o", &o}, {"dout", &dout}, {"tout", &tout}})
+    require_shape(op, name, *a, {p.s.B, p.s.H, p.s.Lq, p.s.Dv}, "(B, H, Lq, Dv)");
+  for (const auto& [name, a] : {std::pair<const char*, const py::array*>{"lse", &lse}, {"u", &u}})
+    require_shape(op, name, *a, {p.s.B, p.s.H, p.s.Lq}, "(B, H, Lq)");
+  for (const auto& [name, a] : {std::pair<const char*, const py::array*>{"o", &o}, {"lse", &lse},
+                                {"dout", &dout}, {"tout", &tout}, {"u", &u}}) {
+    require_same_dtype(op, name, *a, "q", q);
+    require_contiguous(op, name, *a);
+  }
+  check_like(op, "tq", tq, "q", q);
+  check_like(op, "tk", tk, "k", k);
+  check_like(op, "tv", tv, "v", v);
+  check_like(op, "tdout", tdout, "dout", dout);
+  py::array tdq = empty_like(q), tdk = empty_like(k), tdv = empty_like(v);
+  p.q = cptr<T>(q), p.k = cptr<T>(k), p.v = cptr<T>(v), p.o = cptr<T>(o), p.lse = cptr<T>(lse);
+  p.dout = cptr<T>(dout), p.tout = cptr<T>(tout), p.u = cptr<T>(u);
+  p.tq = cptr<T>(tq), p.tk = cptr<T>(tk), p.tv = cptr<T>(tv), p.tdout = cptr<T>(tdout);
+  p.tdq = mptr<T>(tdq), p.tdk = mptr<T>(tdk), p.tdv = mptr<T>(tdv);
+  if (q.size() + k.size() + v.size() == 0) return py::make_tuple(tdq, tdk, tdv);
+  {
+    py::gil_scoped_release nogil;
+    ThreadBudget budget;
+    if constexpr (std::is_same_v<T, float>) attention_backward_jvp_f32()(p, budget.threads());
+    else attention_backward_jvp_f64()(p, budget.threads());
+  }
+  return py::make_tuple(tdq, tdk, tdv);
+}
+
+py::tuple attention_backward_jvp(const py::array& q, const py::array& k, const py::array& v,
+                                 const py::array& o, const py::array& lse, const py::array& dout,
+                                 const py::array& tout, const py::array& u, const OptArray& tq,
+                                 const OptArray& tk, const OptArray& tv, const OptArray& tdout,
+                                 const OptArray& mask, bool causal, double scale) {
+  require_float_family("attention_backward_jvp", q, k, v);
+  return is_f32(q) ? backward_jvp_impl<float>(q, k, v, o, lse, dout, tout, u, tq, tk, tv, tdout, mask, causal, scale)
+                   : backward_jvp_impl<double>(q, k, v, o, lse, dout, tout, u, tq, tk, tv, tdout, mask, causal, scale);
 }
 
 }  // namespace
@@ -202,7 +251,14 @@ void bind_attention(py::module_& m) {
   m.def("attention_jvp", &attention_jvp, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("o"),
         py::arg("lse"), py::arg("tq") = py::none(), py::arg("tk") = py::none(),
         py::arg("tv") = py::none(), py::arg("mask") = py::none(), py::arg("causal") = false,
-        py::arg("scale") = 1.0, "Tangent of the attention output along (tq, tk, tv).");
+        py::arg("scale") = 1.0, py::arg("with_u") = false,
+        "Tangent of the attention output along (tq, tk, tv); with_u: (tout, u), u = rowsum(P tS).");
+  m.def("attention_backward_jvp", &attention_backward_jvp, py::arg("q"), py::arg("k"), py::arg("v"),
+        py::arg("o"), py::arg("lse"), py::arg("dout"), py::arg("tout"), py::arg("u"),
+        py::arg("tq") = py::none(), py::arg("tk") = py::none(), py::arg("tv") = py::none(),
+        py::arg("tdout") = py::none(), py::arg("mask") = py::none(), py::arg("causal") = false,
+        py::arg("scale") = 1.0,
+        "Tangent of the backward's (dq, dk, dv) along (tq, tk, tv, tdout), from attention_jvp's (tout, u).");
 }
 
 }  // namespace deepcalc::bind
