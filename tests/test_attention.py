@@ -208,6 +208,30 @@ def test_second_order_through_the_fused_primitives(block, causal, mask_kind, rng
                                                              1 / np.sqrt(8))[0], xs, rng)
 
 
+@pytest.mark.parametrize("block", [128, 3], ids=["one-block", "blocks-of-3"])
+def test_third_order_through_the_fused_primitives(block, rng, monkeypatch):
+    """grad of an hvp (reverse over forward over reverse) and jvp of an hvp: the rules of the
+    backward's tangent kernel, against the reference composite."""
+    monkeypatch.setattr(A, "_QUERY_BLOCK", block)
+    xs = tuple(dc.tensor(a) for a in _arrays(rng, 1, 2, 5, 6, 4, 3))
+    ts = tuple(dc.tensor(rng.standard_normal(x.shape)) for x in xs)
+    w = dc.tensor(rng.standard_normal(xs[0].shape))
+    fused = lambda a, b, c: (SDPA(a, b, c, causal=True) ** 2).sum()  # noqa: E731
+    ref = lambda a, b, c: (A.attention_reference(a, b, c, None, True, 0.5)[0] ** 2).sum()  # noqa: E731,E501
+
+    def third(f):
+        def inner(a, b, c):
+            return (dc.hvp(f, (a, b, c), ts)[1][0] * w).sum()
+        return dc.grad(inner, argnums=(0, 1, 2))(*xs)
+
+    def jvp_of_hvp(f):
+        return dc.jvp(lambda a, b, c: dc.hvp(f, (a, b, c), ts)[1], xs, ts)[1]
+
+    for got, want in ((third(fused), third(ref)), (jvp_of_hvp(fused), jvp_of_hvp(ref))):
+        for a, b in zip(got, want):
+            np.testing.assert_allclose(a.data, b.data, rtol=1e-9, atol=1e-11)
+
+
 def test_hessian_through_attention(rng):
     q, k, v = (dc.tensor(a) for a in _arrays(rng, 1, 1, 4, 5, 3, 2))
     f = lambda a: (SDPA(a, k, v, causal=True) ** 2).sum()  # noqa: E731

@@ -1,5 +1,6 @@
 """The fused attention kernels (cpp/attention) through deepcalc._core against a float64 NumPy
-reference: forward (O, lse), backward (dq, dk, dv) and the forward-mode tangent, for odd
+reference: forward (O, lse), backward (dq, dk, dv), the forward-mode tangent and the backward's
+tangent (against central differences of the reference backward), for odd
 lengths, L = 1, Lq != Lk, Dv != D, head dims 16-128, causal, boolean / additive / key-padding
 masks, fully masked rows, NaN, empty arrays, bad arguments; the whole file again under each CPU
 path (DEEPCALC_CPU_CAPABILITY)."""
@@ -44,6 +45,16 @@ def np_tangent(q, k, v, p, o, tq, tk, tv, scale):
     return pts @ v - pts.sum(-1, keepdims=True) * o + p @ tv
 
 
+def np_backward_tangent(q, k, v, do, ts, mask, causal, scale, eps=1e-6):
+    """Tangent of (dq, dk, dv) along ts = (tq, tk, tv, tdo) by central differences in float64
+    (an independent check of the fused second-order kernel: error ~1e-9)."""
+    def bwd(sign):
+        x = [a + sign * eps * t for a, t in zip((q, k, v, do), ts)]
+        o, p, _ = np_attention(x[0], x[1], x[2], mask, causal, scale)
+        return np_backward(x[0], x[1], x[2], p, o, x[3], scale)
+    return [(a - b) / (2 * eps) for a, b in zip(bwd(1), bwd(-1))]
+
+
 def _mask(kind, rng, b, h, lq, lk, dtype):
     if kind is None:
         return None
@@ -86,15 +97,24 @@ def _run(dtype, shape, causal, mask_kind, rng):
     c = [np.ascontiguousarray(a, dtype) for a in (q, k, v, do, tq, tk, tv)]
     o, lse = _core.attention_forward(c[0], c[1], c[2], mask, causal, scale)
     dq, dk, dvv = _core.attention_backward(c[0], c[1], c[2], o, lse, c[3], mask, causal, scale)
-    t = _core.attention_jvp(c[0], c[1], c[2], o, lse, c[4], c[5], c[6], mask, causal, scale)
+    t, u = _core.attention_jvp(c[0], c[1], c[2], o, lse, c[4], c[5], c[6], mask, causal, scale,
+                               True)
+    tdo = np.ascontiguousarray(rng.standard_normal(do.shape), dtype)
+    tgrads = _core.attention_backward_jvp(c[0], c[1], c[2], o, lse, c[3], t, u, c[4], c[5], c[6],
+                                          tdo, mask, causal, scale)
     r = [a.astype(np.float64) for a in c]
     mref = mask if mask is None or mask.dtype == bool else mask.astype(np.float64)
     o_ref, p, lse_ref = np_attention(r[0], r[1], r[2], mref, causal, scale)
     grads = np_backward(r[0], r[1], r[2], p, o_ref, r[3], scale)
     t_ref = np_tangent(r[0], r[1], r[2], p, o_ref, r[4], r[5], r[6], scale)
+    tg_ref = np_backward_tangent(r[0], r[1], r[2], r[3], (r[4], r[5], r[6], tdo.astype(np.float64)),
+                                 mref, causal, scale)
     tol = 2e-5 if dtype == np.float32 else 1e-12
-    for name, got, want in (("o", o, o_ref), ("lse", lse, lse_ref), ("dq", dq, grads[0]),
-                            ("dk", dk, grads[1]), ("dv", dvv, grads[2]), ("tangent", t, t_ref)):
+    checks = [("o", o, o_ref, tol), ("lse", lse, lse_ref, tol), ("dq", dq, grads[0], tol),
+              ("dk", dk, grads[1], tol), ("dv", dvv, grads[2], tol), ("tangent", t, t_ref, tol)]
+    checks += [(name, got, want, max(tol, 1e-7))  # the finite-difference reference's own error
+               for name, got, want in zip(("tdq", "tdk", "tdv"), tgrads, tg_ref)]
+    for name, got, want, tol in checks:
         assert got.dtype == dtype and got.shape == want.shape, name
         fin = np.isfinite(want)
         assert np.array_equal(np.isfinite(got), fin), f"{name}: non-finite entries differ"
@@ -119,8 +139,11 @@ def test_fully_masked_rows_give_zero_output_and_zero_gradients(rng):
     do = np.ones_like(o)
     dq, dk, dv = _core.attention_backward(q, k, v, o, lse, do, mask, False, 0.25)
     assert np.all(dq[:, :, 2] == 0) and np.all(np.isfinite(dk)) and np.all(np.isfinite(dv))
-    t = _core.attention_jvp(q, k, v, o, lse, q, k, v, mask, False, 0.25)
-    assert np.all(t[:, :, 2] == 0)
+    t, u = _core.attention_jvp(q, k, v, o, lse, q, k, v, mask, False, 0.25, True)
+    assert np.all(t[:, :, 2] == 0) and np.all(u[:, :, 2] == 0)
+    tdq, tdk, tdv = _core.attention_backward_jvp(q, k, v, o, lse, do, t, u, q, k, v, do, mask,
+                                                 False, 0.25)
+    assert np.all(tdq[:, :, 2] == 0) and all(np.all(np.isfinite(a)) for a in (tdk, tdv))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -172,6 +195,11 @@ def test_bad_arguments_are_refused():
         _core.attention_backward(f, f, f, o, o, o)
     with pytest.raises(ValueError, match=r"attention_jvp: tk has shape"):
         _core.attention_jvp(f, f, f, o, lse, None, f[:, :1].copy())
+    with pytest.raises(ValueError, match=r"attention_backward_jvp: u has shape \(1, 2, 3, 8\)"):
+        _core.attention_backward_jvp(f, f, f, o, lse, o, o, o)
+    with pytest.raises(TypeError, match="attention_backward_jvp: tdout is float64 but dout is"):
+        _core.attention_backward_jvp(f, f, f, o, lse, o, o, lse, None, None, None,
+                                     o.astype(np.float64))
 
 
 @pytest.mark.parametrize("path", ["scalar", "avx2", "avx512"])

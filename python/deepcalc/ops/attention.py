@@ -7,15 +7,18 @@ every order, and the reference composite.
 A row whose scores are all -inf (every key masked) gives O = 0 and zero gradients, as torch 2.13
 does on CPU (its math backend's "safe softmax" and its flash kernel agree).
 
-Three primitives, each a fused kernel at O(L) memory:
+Four primitives, each a fused kernel at O(L) memory:
 * ``attention``: (q, k, v) -> (O, lse); lse is a constant of the graph (not differentiable);
 * ``attention_backward``: (q, k, v, dO) -> (dq, dk, dv), recomputing P tile by tile from lse;
   the forward's VJP;
 * ``attention_jvp``: (q, k, v, present tangents) -> tO, the forward's JVP, with
-  tS = scale (tq K^T + q tK^T), tO = P (tS V + tV) - rowsum(P tS) O.
-The rules of the last two (the next order: ``create_graph``, ``hvp``, ``hessian``) are their
-equations as deepcalc ops (``_backward_rows``, ``_tangent_rows``), run one block of query rows at
-a time (``_QUERY_BLOCK``), so that memory stays O(block x Lk) per head, never O(Lq Lk).  O and lse
+  tS = scale (tq K^T + q tK^T), tO = P (tS V + tV) - rowsum(P tS) O;
+* ``attention_backward_jvp``: the backward's tangent (second order), the JVP of
+  ``attention_backward`` and, by the symmetry of the Hessian, half of its VJP and of
+  ``attention_jvp``'s, so ``create_graph``, ``hvp`` and ``hessian`` run fused kernels only.
+The rules left (forward over forward, and the third order) are the equations as deepcalc ops
+(``_backward_rows``, ``_tangent_rows``), run one block of query rows at a time
+(``_QUERY_BLOCK``), so that memory stays O(block x Lk) per head, never O(Lq Lk).  O and lse
 travel as parameters: the composites recompute them from q, k, v, so every derivative goes
 through them.
 """
@@ -270,9 +273,27 @@ def _composite_params(params):
     return params["mask"], params["causal"], params["scale"]
 
 
+def _present(tangents):
+    """(the tangents that are there, which those are)."""
+    return tuple(t for t in tangents if t is not None), tuple(t is not None for t in tangents)
+
+
+def _pick(values, present):
+    """Tangents by position from the packed ones (absent as None)."""
+    it = iter(values)
+    return tuple(next(it) if p else None for p in present)
+
+
+def _stats(params):
+    return {key: params[key] for key in ("mask", "causal", "scale", "o", "lse")}
+
+
 class AttentionBackward(Primitive):
     """(q, k, v, dO) -> (dq, dk, dv): the fused backward kernel, from the forward's O and lse
-    (parameters); its own rules are those of ``_backward_rows`` over blocks of query rows."""
+    (parameters).  It is J^T dO for the attention map f, the gradient of L = <dO, f(q, k, v)>,
+    linear in dO, so its rules are fused kernels too: the dO part of its VJP is J c (the tangent
+    kernel along the cotangents), the (q, k, v) part the Hessian of L applied to them (H c,
+    symmetric), which is its own tangent with t_dO = 0 (the backward's tangent kernel)."""
     name = "attention_backward"
     multiple_results = True
 
@@ -280,36 +301,39 @@ class AttentionBackward(Primitive):
         return _core.attention_backward(_contig(q), _contig(k), _contig(v), o, lse, _contig(g),
                                         mask, causal, scale)
 
-    def _fn(self, params):
-        mask, causal, scale = _composite_params(params)
-
-        def fn(q, k, v, g, row0):
-            return _backward_rows(q, k, v, g, _mask_rows(mask, row0, row0 + q.shape[2]), causal,
-                                  scale, row0)
-        return fn
-
     def vjp(self, ctx, cq, ck, cv):
-        shapes = [x.shape for x in ctx.inputs]
-        return _blockwise(composite_vjp, self._fn(ctx.params), ctx.inputs,
-                          (True, False, False, True), (True, False, False), (cq, ck, cv), shapes,
-                          ctx.inputs[0].shape[2])
+        q, k, v, g = ctx.inputs
+        stats = _stats(ctx.params)
+        cs, present = _present((cq, ck, cv))
+        if not cs:
+            return None, None, None, None
+        c_g = None
+        if g.requires_grad:
+            c_g = apply(_attention_jvp, (q, k, v) + cs, dict(stats, present=present))
+        c_x = (None, None, None)
+        if q.requires_grad or k.requires_grad or v.requires_grad:
+            c_x = apply(_attention_backward_jvp, (q, k, v, g) + cs,
+                        dict(stats, present=present + (False,)))
+        return tuple(c_x) + (c_g,)
 
     def jvp(self, ctx, tq, tk, tv, tg):
-        shapes = [x.shape for x in ctx.inputs[:3]]
-        return _blockwise(composite_jvp, self._fn(ctx.params), ctx.inputs,
-                          (True, False, False, True), (True, False, False), (tq, tk, tv, tg),
-                          shapes, ctx.inputs[0].shape[2])
+        ts, present = _present((tq, tk, tv, tg))
+        if not ts:
+            return None, None, None
+        return apply(_attention_backward_jvp, tuple(ctx.inputs) + ts,
+                     dict(_stats(ctx.params), present=present))
 
 
 class AttentionJvp(Primitive):
-    """(q, k, v, present tangents of q, k, v) -> tO: the fused forward-mode kernel, from the
-    forward's O and lse (parameters); its own rules are those of ``_tangent_rows`` over blocks
-    of query rows."""
+    """(q, k, v, present tangents of q, k, v) -> tO = J t: the fused tangent kernel, from the
+    forward's O and lse (parameters).  Its VJP is fused too: J^T c (the backward kernel) for
+    the tangents, and for (q, k, v) the Hessian of <c, f> applied to t (the backward's tangent
+    kernel at dO = c); its JVP (forward over forward) is ``_tangent_rows`` over blocks of query
+    rows."""
     name = "attention_jvp"
 
     def forward(self, *arrays, mask, causal, scale, o, lse, present):
-        it = iter(arrays[3:])
-        tq, tk, tv = (_contig(next(it)) if p else None for p in present)
+        tq, tk, tv = (_contig(t) if t is not None else None for t in _pick(arrays[3:], present))
         q, k, v = (_contig(a) for a in arrays[:3])
         return _core.attention_jvp(q, k, v, o, lse, tq, tk, tv, mask, causal, scale)
 
@@ -318,8 +342,7 @@ class AttentionJvp(Primitive):
         present = params["present"]
 
         def fn(q, k, v, *ts, row0):
-            it = iter(ts)
-            tq, tk, tv = (next(it) if p else None for p in present)
+            tq, tk, tv = _pick(ts, present)
             return _tangent_rows(q, k, v, tq, tk, tv, _mask_rows(mask, row0, row0 + q.shape[2]),
                                  causal, scale, row0)
         return fn
@@ -329,10 +352,21 @@ class AttentionJvp(Primitive):
                                                               params["present"]) if p)
 
     def vjp(self, ctx, c):
-        shapes = [x.shape for x in ctx.inputs]
-        return _blockwise(composite_vjp, self._fn(ctx.params), ctx.inputs,
-                          self._row_in(ctx.params), (True,), (c,), shapes,
-                          ctx.inputs[0].shape[2])
+        q, k, v = ctx.inputs[:3]
+        ts = tuple(ctx.inputs[3:])
+        present = ctx.params["present"]
+        stats = _stats(ctx.params)
+        c_x = (None, None, None)
+        if q.requires_grad or k.requires_grad or v.requires_grad:
+            c_x = apply(_attention_backward_jvp, (q, k, v, c) + ts,
+                        dict(stats, present=tuple(present) + (False,)))
+        c_t = ()
+        if any(t.requires_grad for t in ts):
+            grads = apply(_attention_backward, (q, k, v, c), stats)
+            c_t = tuple(gr for gr, p in zip(grads, present) if p)
+        else:
+            c_t = (None,) * len(ts)
+        return tuple(c_x) + c_t
 
     def jvp(self, ctx, *tangents):
         q, v = ctx.inputs[0], ctx.inputs[2]
@@ -342,9 +376,58 @@ class AttentionJvp(Primitive):
                           q.shape[2])[0]
 
 
+class AttentionBackwardJvp(Primitive):
+    """(q, k, v, dO, present tangents of q, k, v, dO) -> (tdq, tdk, tdv): the backward's tangent
+    in one fused pass (after the tangent kernel's pass for tO and u), O(L) memory; its own rules
+    (third order) are those of the tangent of ``_backward_rows`` over blocks of query rows."""
+    name = "attention_backward_jvp"
+    multiple_results = True
+
+    def forward(self, *arrays, mask, causal, scale, o, lse, present):
+        q, k, v, g = (_contig(a) for a in arrays[:4])
+        tq, tk, tv, tg = (_contig(t) if t is not None else None
+                          for t in _pick(arrays[4:], present))
+        if tq is None and tk is None and tv is None:
+            t_o, u = np.zeros_like(o), np.zeros_like(lse)
+        else:
+            t_o, u = _core.attention_jvp(q, k, v, o, lse, tq, tk, tv, mask, causal, scale, True)
+        return _core.attention_backward_jvp(q, k, v, o, lse, g, t_o, u, tq, tk, tv, tg, mask,
+                                            causal, scale)
+
+    def _fn(self, params):
+        mask, causal, scale = _composite_params(params)
+        present = params["present"]
+
+        def fn(q, k, v, g, *ts, row0):
+            rows_mask = _mask_rows(mask, row0, row0 + q.shape[2])
+            out = composite_jvp(
+                lambda *x: _backward_rows(*x, rows_mask, causal, scale, row0),
+                _Inputs((q, k, v, g)), _pick(ts, present))
+            return tuple(t if t is not None else wrap(np.zeros(x.shape, x.dtype))
+                         for t, x in zip(out, (q, k, v)))
+        return fn
+
+    def _row_in(self, params):
+        return (True, False, False, True) + tuple(
+            r for r, p in zip((True, False, False, True), params["present"]) if p)
+
+    def vjp(self, ctx, *cotangents):
+        shapes = [x.shape for x in ctx.inputs]
+        return _blockwise(composite_vjp, self._fn(ctx.params), ctx.inputs,
+                          self._row_in(ctx.params), (True, False, False), cotangents, shapes,
+                          ctx.inputs[0].shape[2])
+
+    def jvp(self, ctx, *tangents):
+        shapes = [x.shape for x in ctx.inputs[:3]]
+        return _blockwise(composite_jvp, self._fn(ctx.params), ctx.inputs,
+                          self._row_in(ctx.params), (True, False, False), tangents, shapes,
+                          ctx.inputs[0].shape[2])
+
+
 _attention = Attention()
 _attention_backward = AttentionBackward()
 _attention_jvp = AttentionJvp()
+_attention_backward_jvp = AttentionBackwardJvp()
 
 
 def _kernel_mask(mask, q, k):
