@@ -236,23 +236,12 @@ def test_hessian_through_attention(rng):
     q, k, v = (dc.tensor(a) for a in _arrays(rng, 1, 1, 4, 5, 3, 2))
     f = lambda a: (SDPA(a, k, v, causal=True) ** 2).sum()  # noqa: E731
     ref = lambda a: (A.attention_reference(a, k, v, None, True, 1 / np.sqrt(3))[0] ** 2).sum()  # noqa: E731,E501
-    try:
-        h = dc.hessian(f)(q)
-    except NotImplementedError as e:   # dc.hessian runs on vmap: needs attention's batching rule
-        pytest.skip(str(e))
+    h = dc.hessian(f)(q)   # vmap over the basis: the attention primitives' batching rules
     np.testing.assert_allclose(h.data, dc.hessian(ref)(q).data, rtol=1e-9, atol=1e-11)
-
-
-def _needs_vmap_rule():
-    if not all(hasattr(p, "batch") or hasattr(p, "decompose")
-               for p in (A.Attention, A.AttentionBackward, A.AttentionJvp)):
-        pytest.skip("gradcheck runs on vmap: the attention primitives' batching rules are the "
-                    "lead's (issue 11)")
 
 
 @pytest.mark.parametrize("causal, mask_kind", [(False, None), (True, "padding"), (False, "bool")])
 def test_gradcheck_and_gradgradcheck(causal, mask_kind, rng):
-    _needs_vmap_rule()
     xs = [dc.tensor(a, requires_grad=True) for a in _arrays(rng, 2, 1, 3, 4, 3, 2)]
     mask = _mask(mask_kind, rng, 2, 3, 4)
     f = lambda a, b, c: SDPA(a, b, c, mask=mask, causal=causal)  # noqa: E731

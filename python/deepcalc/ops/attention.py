@@ -30,12 +30,14 @@ import numpy as np
 
 from .. import _core
 from ..autodiff.composite import composite_jvp, composite_vjp
-from ..autodiff.graph import Primitive, Tensor, apply, needs_graph, wrap
+from ..autodiff.batching import constant, values
+from ..autodiff.graph import BatchedData, Primitive, Tensor, apply, needs_graph, wrap
 from ._convert import as_tensor, check_float
 from .elementwise import where
 from .linalg import matmul
 from .reduce import sum
-from .shape import concatenate, getitem, swapaxes
+from .reduce import logsumexp
+from .shape import broadcast_to, concatenate, getitem, materialize, reshape, swapaxes
 from .softmax import softmax
 
 _OP = "scaled_dot_product_attention"
@@ -118,9 +120,8 @@ def _mask_rows(mask, i0: int, i1: int):
     return mask[..., i0:i1, :]
 
 
-def _attention_rows(q, k, v, mask, causal, scale, row0=0):
-    """(O, P) for query rows row0 .. row0 + q.shape[2] as deepcalc ops, ``mask`` holding those
-    rows.  Rows whose scores are all -inf get P = 0 (so O = 0), as torch's safe softmax."""
+def _scores(q, k, mask, causal, scale, row0=0):
+    """S = scale q k^T with the mask and the causal rule applied (-inf where hidden)."""
     s = matmul(q, swapaxes(k, -1, -2)) * scale
     neg_inf = wrap(np.asarray(-np.inf, q.dtype))
     if mask is not None:
@@ -131,8 +132,15 @@ def _attention_rows(q, k, v, mask, causal, scale, row0=0):
             s = s + (mask if isinstance(mask, Tensor) else wrap(m))
     if causal:
         s = where(causal_mask(q.shape[2], k.shape[2], row0), s, neg_inf)
-    dead = np.all(s.data == -np.inf, axis=-1, keepdims=True)
-    if dead.any():
+    return s
+
+
+def _attention_rows(q, k, v, mask, causal, scale, row0=0):
+    """(O, P) for query rows row0 .. row0 + q.shape[2] as deepcalc ops, ``mask`` holding those
+    rows.  Rows whose scores are all -inf get P = 0 (so O = 0), as torch's safe softmax."""
+    s = _scores(q, k, mask, causal, scale, row0)
+    dead = constant(lambda a: np.all(a == -np.inf, axis=-1, keepdims=True), s)
+    if values(dead).any():
         zero = wrap(np.zeros((), q.dtype))
         p = where(dead, zero, softmax(where(dead, zero, s), axis=-1))
     else:
@@ -245,11 +253,48 @@ def _contig(a):
     return a if a is None or a.flags.c_contiguous else np.ascontiguousarray(a)
 
 
+def _fold_batch(self, info, *xs, **params):
+    """``batch`` of the attention primitives: the mapped axis folds into the batch axis B, so
+    the kernel runs once over (N * B, H, L, D); O, lse and the mask (parameters) are folded the
+    same way (broadcast first where a slice shares them).  Parameters batched by an enclosing
+    vmap: ``decompose``."""
+    if any(type(params.get(key)) is BatchedData for key in ("mask", "o", "lse")):
+        return NotImplemented
+    n = info.size
+    b = next(x.shape[1] if f else x.shape[0] for x, f in zip(xs, info.batched))
+    args = tuple(reshape(materialize(x, f, n), (n * b,) + x.shape[2 if f else 1:])
+                 for x, f in zip(xs, info.batched))
+    new = dict(params)
+    for key in ("o", "lse"):
+        if key in params:
+            a = params[key]
+            a = a if key in info.params else np.broadcast_to(a, (n,) + a.shape)
+            new[key] = np.ascontiguousarray(a).reshape((n * b,) + a.shape[2:])
+    m = params.get("mask")
+    if m is not None:
+        if "mask" in info.params:
+            m = np.broadcast_to(m, (n, b) + m.shape[2:]).reshape((n * b,) + m.shape[2:])
+        elif m.shape[0] != 1:
+            m = np.broadcast_to(m, (n,) + m.shape).reshape((n * b,) + m.shape[1:])
+        new["mask"] = np.ascontiguousarray(m)
+    out = apply(self, args, new)
+    if type(out) is tuple:
+        return tuple(reshape(o, (n, b) + o.shape[1:]) for o in out)
+    return reshape(out, (n, b) + out.shape[1:])
+
+
 class Attention(Primitive):
     """(q, k, v) -> (O, lse) in one fused pass; only O is differentiable."""
     name = "attention"
     multiple_results = True
     differentiable_outputs = (0,)
+    batch = _fold_batch
+
+    def decompose(self, q, k, v, mask, causal, scale):
+        """(O, lse) as deepcalc ops (the reference, O(Lq Lk) memory): under vmap when a
+        parameter is batched by an enclosing vmap."""
+        o, _ = _attention_rows(q, k, v, mask, causal, scale)
+        return o, logsumexp(_scores(q, k, mask, causal, scale), axis=-1).detach()
 
     def forward(self, q, k, v, mask, causal, scale):
         return _core.attention_forward(_contig(q), _contig(k), _contig(v), mask, causal, scale)
@@ -296,6 +341,10 @@ class AttentionBackward(Primitive):
     symmetric), which is its own tangent with t_dO = 0 (the backward's tangent kernel)."""
     name = "attention_backward"
     multiple_results = True
+    batch = _fold_batch
+
+    def decompose(self, q, k, v, g, mask, causal, scale, o, lse):
+        return _backward_rows(q, k, v, g, mask, causal, scale, 0)
 
     def forward(self, q, k, v, g, mask, causal, scale, o, lse):
         return _core.attention_backward(_contig(q), _contig(k), _contig(v), o, lse, _contig(g),
@@ -331,6 +380,11 @@ class AttentionJvp(Primitive):
     kernel at dO = c); its JVP (forward over forward) is ``_tangent_rows`` over blocks of query
     rows."""
     name = "attention_jvp"
+    batch = _fold_batch
+
+    def decompose(self, *arrays, mask, causal, scale, o, lse, present):
+        return self._fn(dict(mask=mask, causal=causal, scale=scale, present=present))(
+            *arrays, row0=0)
 
     def forward(self, *arrays, mask, causal, scale, o, lse, present):
         tq, tk, tv = (_contig(t) if t is not None else None for t in _pick(arrays[3:], present))
@@ -382,6 +436,11 @@ class AttentionBackwardJvp(Primitive):
     (third order) are those of the tangent of ``_backward_rows`` over blocks of query rows."""
     name = "attention_backward_jvp"
     multiple_results = True
+    batch = _fold_batch
+
+    def decompose(self, *arrays, mask, causal, scale, o, lse, present):
+        return tuple(self._fn(dict(mask=mask, causal=causal, scale=scale, present=present))(
+            *arrays, row0=0))
 
     def forward(self, *arrays, mask, causal, scale, o, lse, present):
         q, k, v, g = (_contig(a) for a in arrays[:4])
@@ -436,8 +495,11 @@ def _kernel_mask(mask, q, k):
     if mask is None:
         return None
     m = mask.data if isinstance(mask, Tensor) else mask
-    m = m.reshape((1,) * (4 - m.ndim) + m.shape)
     lk = k.shape[2]
+    if type(m) is BatchedData:  # a mask per slice under vmap (key padding): shaped by ops
+        t = reshape(wrap(m), (1,) * (4 - m.ndim) + m.shape)
+        return broadcast_to(t, t.shape[:3] + (lk,)).data if t.shape[3] != lk else t.data
+    m = m.reshape((1,) * (4 - m.ndim) + m.shape)
     if m.shape[3] != lk or (lk > 1 and m.strides[3] != m.itemsize):
         m = np.ascontiguousarray(np.broadcast_to(m, m.shape[:3] + (lk,)))
     return m
