@@ -8,7 +8,8 @@
 4. ``jacrev`` of a 2000-output function with ``chunk_size=100``: peak memory (tracemalloc, which
    sees NumPy's allocations) against ``chunk_size=None``, and the same result.
 
-Run: python bench/python/compare_vmap.py [--rounds N]
+Calls of a few milliseconds are timed 10 in a row per turn (after the pause between libraries,
+the first call wakes the thread pool). Run: python bench/python/compare_vmap.py [--rounds N]
 """
 from __future__ import annotations
 
@@ -98,7 +99,7 @@ def per_sample_jacobians(torch, rounds):
         fns["torch.func vmap(jacrev)"] = lambda: tvj(tx)
         err = float(np.max(np.abs(vj(xd).data - tvj(tx).detach().numpy())))
         print(f"per-sample Jacobians: max |deepcalc - torch| = {err:.2e}")
-    times = alternate(fns, rounds, pause=0.3)
+    times = alternate(fns, rounds, inner=10, pause=0.3)
     _report("per-sample input Jacobians (10 x 784), batch 64", times, "deepcalc vmap(jacrev)",
             [k for k in fns if k != "deepcalc vmap(jacrev)"])
 
@@ -122,7 +123,7 @@ def hessian_200(torch, rounds):
         fns["torch.func hessian"] = lambda: th(tx)
         err = float(np.max(np.abs(h(x).data - th(tx).detach().numpy())))
         print(f"hessian: max |deepcalc - torch| = {err:.2e}")
-    times = alternate(fns, rounds, pause=0.3)
+    times = alternate(fns, rounds, inner=10, pause=0.3)
     _report("hessian of a 200-64-64-1 tanh MLP (200 x 200)", times, "deepcalc hessian",
             [k for k in fns if k != "deepcalc hessian"])
 
