@@ -316,7 +316,11 @@ def jacrev(f, argnums=0, chunk_size=None, has_aux=False):
         parts = [[] for _ in nums]
         batched_vjp = vmap(lambda c: tuple(vjp_fn(c)))
         for start, stop in _chunks(n_out, chunk_size):
-            gs = batched_vjp(_basis_rows(n_out, start, stop, out.shape, out.dtype))
+            basis = _basis_rows(n_out, start, stop, out.shape, out.dtype)
+            if stop - start == 1:  # one row (a scalar f): the VJP itself, no batch to map
+                gs = tuple(reshape(g, (1,) + g.shape) for g in vjp_fn(reshape(basis, out.shape)))
+            else:
+                gs = batched_vjp(basis)
             for k, gk in enumerate(gs):
                 parts[k].append(gk)
         jacs = []
@@ -365,9 +369,16 @@ def jacfwd(f, argnums=0, chunk_size=None, randomness="same"):
             with random_scope(randomness, "jacfwd") as scope:
                 for start, stop in _chunks(x.size, chunk_size):
                     scope.next_evaluation()
-                    outs, t = batched_jvp(_basis_rows(x.size, start, stop, x.shape, x.dtype))
-                    _check_tensor("jacfwd", outs, "output")
-                    out = getitem(outs, 0) if out is None else out
+                    basis = _basis_rows(x.size, start, stop, x.shape, x.dtype)
+                    if stop - start == 1:  # one column: the JVP itself, no batch to map
+                        outs, t = _jvp("jacfwd", g, (x,), (reshape(basis, x.shape),))
+                        _check_tensor("jacfwd", outs, "output")
+                        out = outs if out is None else out
+                        t = reshape(t, (1,) + t.shape)
+                    else:
+                        outs, t = batched_jvp(basis)
+                        _check_tensor("jacfwd", outs, "output")
+                        out = getitem(outs, 0) if out is None else out
                     cols.append(t)
                 if out is None:
                     scope.next_evaluation()

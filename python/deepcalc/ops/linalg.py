@@ -5,6 +5,8 @@ leading (batch) axes broadcast.  d(A B) = dA B + A dB, so the VJP is (G B^T, A^T
 summed back over broadcast batch axes."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .. import _core
@@ -12,7 +14,7 @@ from ..autodiff.batching import bdim_shape, constant
 from ..autodiff.graph import TENSOR_TYPES, Primitive, Tensor, apply, wrap
 from ._convert import as_tensor, binary_operands, check_float
 from ._batching import unary_rule
-from .shape import reshape, sum_to, swapaxes, transpose
+from .shape import _reshape_to, reshape, sum_to, swapaxes, transpose
 
 
 _DIRECT_K = 16  # cpp/gemm/gemm_direct_simd.h: B not transposed and k <= 16 runs unpacked
@@ -82,18 +84,19 @@ class MatMul(Primitive):
         ba, bb = info.batched
         flags = _FLAGS[trans_a, trans_b]
         if ba and not bb and b.ndim == 2 and not trans_a:
-            out = apply(self, (reshape(a, (-1, a.shape[-1])), b), flags)
-            return reshape(out, a.shape[:-1] + out.shape[-1:])
+            rows = a.size // a.shape[-1] if a.shape[-1] else math.prod(a.shape[:-1])
+            out = apply(self, (_reshape_to(a, (rows, a.shape[-1])), b), flags)
+            return _reshape_to(out, a.shape[:-1] + out.shape[-1:])
         if bb and not ba and a.ndim == 2 and b.ndim == 3:
             size, n = b.shape[0], b.shape[1 if trans_b else 2]
             b2 = transpose(b, (2, 0, 1) if trans_b else (1, 0, 2))  # (k, B, n)
-            out = apply(self, (a, reshape(b2, (b2.shape[0], -1))), _FLAGS[trans_a, False])
-            return transpose(reshape(out, (out.shape[0], size, n)), (1, 0, 2))
+            out = apply(self, (a, _reshape_to(b2, (b2.shape[0], size * n))), _FLAGS[trans_a, False])
+            return transpose(_reshape_to(out, (out.shape[0], size, n)), (1, 0, 2))
         rank = max(info.ndim(a, 0), info.ndim(b, 1))
         if ba:
-            a = reshape(a, bdim_shape(a, rank))
+            a = _reshape_to(a, bdim_shape(a, rank))
         if bb:
-            b = reshape(b, bdim_shape(b, rank))
+            b = _reshape_to(b, bdim_shape(b, rank))
         return apply(self, (a, b), flags)
 
     def forward(self, a, b, trans_a=False, trans_b=False):

@@ -112,7 +112,7 @@ class Reshape(Primitive):
         return (g.reshape(ctx.inputs[0].data.shape),)
 
     def jvp(self, ctx, t):
-        return reshape(t, ctx.params["shape"])
+        return _reshape_to(t, ctx.params["shape"])  # resolved by reshape()
 
 
 def _resolve_shape(old, shape):
@@ -413,7 +413,7 @@ def align(info: BatchInfo, args, rank=None):
     out = []
     for x, b in zip(args, info.batched):
         if b and x.ndim - 1 < rank:
-            x = reshape(x, bdim_shape(x, rank))
+            x = _reshape_to(x, bdim_shape(x, rank))
         out.append(x)
     return out
 
@@ -423,7 +423,7 @@ def align_array(a, is_batched: bool, rank: int):
     enclosing vmap, then it is reshaped by ops)."""
     if is_batched and a.ndim - 1 < rank:
         if type(a) is BatchedData:
-            return reshape(wrap(a), bdim_shape(a, rank)).data
+            return _reshape_to(wrap(a), bdim_shape(a, rank)).data
         return a.reshape(bdim_shape(a, rank))
     return a
 
