@@ -1,6 +1,7 @@
 """Scaled dot-product attention, deepcalc's fused kernels vs torch's SDPA in the same run, float32,
 same threads, taking turns in every round (bench/python/_timing.py). Prints medians of rounds
-and torch/deepcalc ratios (median of per-round ratios; best rounds' ratio in brackets):
+and torch/deepcalc ratios (median of per-round ratios; best rounds' ratio in brackets); each
+turn times three calls in a row, so the thread pools' wake-up after the pause is not measured:
 
 * forward + backward at (B, H, L, D) = (4, 8, 512, 64), non-causal and causal (issue 12 targets:
   at least 1.7x and 2.8x faster than torch);
@@ -180,13 +181,13 @@ def main():
           f"{dc._core.cpu_capability()}")
     for causal in (False, True):
         show(f"forward + backward, {'causal' if causal else 'non-causal'}",
-             alternate(fwd_bwd(shape, causal), rounds, pause=PAUSE))
+             alternate(fwd_bwd(shape, causal), rounds, inner=3, pause=PAUSE))
     for causal in (False, True):
         fl = 4 * b * h * L * L * D * (0.5 if causal else 1.0)
         show(f"forward, {'causal' if causal else 'non-causal'}",
-             alternate(forward_only(shape, causal), rounds, pause=PAUSE), flops=fl,
+             alternate(forward_only(shape, causal), rounds, inner=3, pause=PAUSE), flops=fl,
              peak=args.peak)
-    times = alternate(tangent(shape), rounds, pause=PAUSE)
+    times = alternate(tangent(shape), rounds, inner=3, pause=PAUSE)
     t_jvp = show("tangent along q, k, v (dc.jvp; torch.func.jvp on the math backend)", times,
                  base="dc jvp")
     t_fwd = statistics.median(times["dc forward"])
