@@ -39,6 +39,20 @@ def _report(name, times, base, others):
               f"best rounds {best:.2f}x)")
 
 
+def _torch_mlp(torch, sizes, act, net):
+    """torch's Sequential MLP with ``net``'s weights (dc.nn.MLP: the same parameter order)."""
+    mods = []
+    for i in range(len(sizes) - 1):
+        mods.append(torch.nn.Linear(sizes[i], sizes[i + 1]))
+        if i < len(sizes) - 2:
+            mods.append(act())
+    tnet = torch.nn.Sequential(*mods)
+    with torch.no_grad():
+        for tp, p in zip(tnet.parameters(), net.parameters()):
+            tp.copy_(torch.from_numpy(p.data))
+    return tnet
+
+
 def per_sample_gradients(torch, rounds):
     rng = np.random.default_rng(0)
     sizes = [784, 256, 256, 10]
@@ -54,12 +68,8 @@ def per_sample_gradients(torch, rounds):
     grad1 = dc.grad(loss)
     fns = {"deepcalc vmap(grad)": lambda: ps(params, xd, yd)}
     if torch is not None:
-        tnet = torch.nn.Sequential(torch.nn.Linear(784, 256), torch.nn.ReLU(),
-                                   torch.nn.Linear(256, 256), torch.nn.ReLU(),
-                                   torch.nn.Linear(256, 10))
+        tnet = _torch_mlp(torch, sizes, torch.nn.ReLU, net)
         tparams = {k: v.detach() for k, v in tnet.named_parameters()}
-        for (k, v), (tk, tv) in zip(params.items(), tparams.items()):
-            tv.copy_(torch.from_numpy(v.data))
         tx, ty = torch.from_numpy(x), torch.from_numpy(y)
 
         def tloss(p, xi, yi):
@@ -87,12 +97,7 @@ def per_sample_jacobians(torch, rounds):
     vj = dc.vmap(dc.jacrev(f))
     fns = {"deepcalc vmap(jacrev)": lambda: vj(xd)}
     if torch is not None:
-        tnet = torch.nn.Sequential(torch.nn.Linear(784, 256), torch.nn.ReLU(),
-                                   torch.nn.Linear(256, 256), torch.nn.ReLU(),
-                                   torch.nn.Linear(256, 10))
-        with torch.no_grad():
-            for tp, p in zip(tnet.parameters(), net.parameters()):
-                tp.copy_(torch.from_numpy(p.data))
+        tnet = _torch_mlp(torch, [784, 256, 256, 10], torch.nn.ReLU, net)
         tf = lambda v: tnet(v[None])[0]  # noqa: E731
         tvj = torch.func.vmap(torch.func.jacrev(tf))
         tx = torch.from_numpy(x)
@@ -112,11 +117,7 @@ def hessian_200(torch, rounds):
     h = dc.hessian(f)
     fns = {"deepcalc hessian": lambda: h(x)}
     if torch is not None:
-        tnet = torch.nn.Sequential(torch.nn.Linear(200, 64), torch.nn.Tanh(),
-                                   torch.nn.Linear(64, 64), torch.nn.Tanh(), torch.nn.Linear(64, 1))
-        with torch.no_grad():
-            for tp, p in zip(tnet.parameters(), net.parameters()):
-                tp.copy_(torch.from_numpy(p.data))
+        tnet = _torch_mlp(torch, [200, 64, 64, 1], torch.nn.Tanh, net)
         tf = lambda v: tnet(v[None]).sum()  # noqa: E731
         th = torch.func.hessian(tf)
         tx = torch.from_numpy(x.data)

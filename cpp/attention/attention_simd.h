@@ -34,6 +34,17 @@ constexpr float kNegInf = -INFINITY;
 // key c is hidden from local row r when c > diag + r; kNoDiag when nothing is hidden.
 constexpr int64_t kNoDiag = INT64_MAX / 4;
 
+// out[x] = sum over the nc chunks of parts[c * n + x]: the dQ (or tdQ) partials of a backward
+// whose heads were split among threads. A worksharing loop: call it inside the parallel region.
+inline void sum_chunk_parts(const float* parts, float* out, int64_t nc, int64_t n) {
+#pragma omp for schedule(static)
+  for (int64_t x = 0; x < n; ++x) {
+    float t = 0;
+    for (int64_t c = 0; c < nc; ++c) t += parts[c * n + x];
+    out[x] = t;
+  }
+}
+
 inline float nan_max(float a, float b) {  // NaN if either is NaN
   return (std::isnan(a) || std::isnan(b)) ? NAN : (a > b ? a : b);
 }
@@ -379,15 +390,7 @@ void backward(const AttentionBackwardParams<float>& p, int threads) {
         std::copy(dvacc.begin(), dvacc.begin() + nk * Dv, p.dv + (bh * Lk + j0) * Dv);
       }
     }
-    if (nc > 1) {
-#pragma omp for schedule(static)
-      for (int64_t x = 0; x < BH * Lq * D; ++x) {
-        const int64_t bh = x / (Lq * D), off = x % (Lq * D);
-        float t = 0;
-        for (int64_t c = 0; c < nc; ++c) t += dq_part[(c * BH + bh) * Lq * D + off];
-        p.dq[x] = t;
-      }
-    }
+    if (nc > 1) sum_chunk_parts(dq_part.data(), p.dq, nc, BH * Lq * D);
   }
 }
 
@@ -555,15 +558,7 @@ void backward_jvp(const AttentionBackwardJvpParams<float>& p, int threads) {
         std::copy(dv.begin(), dv.begin() + nk * Dv, p.tdv + (bh * Lk + j0) * Dv);
       }
     }
-    if (nc > 1) {
-#pragma omp for schedule(static)
-      for (int64_t x = 0; x < BH * Lq * D; ++x) {
-        const int64_t bh = x / (Lq * D), off = x % (Lq * D);
-        float t = 0;
-        for (int64_t c = 0; c < nc; ++c) t += dq_part[(c * BH + bh) * Lq * D + off];
-        p.tdq[x] = t;
-      }
-    }
+    if (nc > 1) sum_chunk_parts(dq_part.data(), p.tdq, nc, BH * Lq * D);
   }
 }
 
