@@ -287,3 +287,27 @@ def test_attention_under_vmap_with_per_slice_masks(rng):
     for i in range(3):
         for gi, ref in zip(g, dc.grad(loss, argnums=(0, 1, 2))(q[i], k[i], v[i])):
             np.testing.assert_allclose(gi.data[i], ref.data, rtol=1e-9, atol=1e-12)
+
+
+def test_embedding_with_per_slice_indices(rng):
+    """Per-slice token ids (batched integer indices): lookups and per-sample gradients of the
+    table, with a padding row, against a loop."""
+    w = dc.tensor(rng.standard_normal((7, 3)))
+    idx = dc.tensor(rng.integers(0, 7, (4, 5)))
+    emb = dc.nn.Embedding(7, 3, padding_idx=2, dtype=np.float64)
+    emb.weight.data[...] = w.data
+    out = dc.vmap(lambda i: emb(i))(idx)
+    for k in range(4):
+        np.testing.assert_allclose(out.data[k], emb(idx[k]).data)
+    loss = lambda p, i: (dc.tanh(dc.func.functional_call(emb, p, i)) ** 2).sum()  # noqa: E731
+    params = {"weight": emb.weight.detach()}
+    g = dc.vmap(dc.grad(loss), in_axes=(None, 0))(params, idx)["weight"].data
+    for k in range(4):
+        np.testing.assert_allclose(g[k], dc.grad(loss)(params, idx[k])["weight"].data,
+                                   rtol=1e-12)
+    assert np.all(g[:, 2] == 0)
+    tables = dc.tensor(rng.standard_normal((4, 7, 3)))
+    from deepcalc.ops.embedding import embedding
+    both = dc.vmap(lambda t, i: embedding(i, t))(tables, idx)
+    for k in range(4):
+        np.testing.assert_allclose(both.data[k], tables.data[k][idx.data[k]])

@@ -13,9 +13,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..autodiff.graph import Primitive, Tensor, apply
+from ..autodiff.batching import constant, values
+from ..autodiff.graph import BatchedData, Primitive, Tensor, apply, wrap
 from ._convert import as_tensor, check_float
-from .shape import moveaxis
+from .shape import materialize, moveaxis, reshape
+
+
+def _offset_rows(idx: np.ndarray, num: int) -> np.ndarray:
+    """Per-slice indices (N, ...) into one table of N * num rows: slice i's rows start at
+    i * num."""
+    n = idx.shape[0]
+    return idx + (np.arange(n, dtype=idx.dtype) * num).reshape((n,) + (1,) * (idx.ndim - 1))
 
 
 class EmbeddingGather(Primitive):
@@ -26,8 +34,14 @@ class EmbeddingGather(Primitive):
         return weight[idx]
 
     def batch(self, info, weight, idx, padding_idx):
-        if info.params:           # batched indices: no rule
-            return NotImplemented
+        if info.params:           # per-slice indices (N, ...)
+            if not info.batched[0]:   # a shared table: one lookup of every slice's indices
+                return apply(self, (weight,), {"idx": idx, "padding_idx": padding_idx})
+            if type(idx) is BatchedData:
+                return NotImplemented
+            n, v, d = weight.shape    # per-slice tables too: rows of one (N * V, D) table
+            return apply(self, (reshape(weight, (n * v, d)),),
+                         {"idx": _offset_rows(idx, v), "padding_idx": None})
         n, v, d = weight.shape    # (N, V, D) -> (V, N * D) -> (*idx, N * D) -> (N, *idx, D)
         rows = moveaxis(weight, 0, 1).reshape(v, n * d)
         out = apply(self, (rows,), {"idx": idx, "padding_idx": padding_idx})
@@ -61,8 +75,18 @@ class EmbeddingScatter(Primitive):
         return out
 
     def batch(self, info, g, idx, num, padding_idx):
-        if info.params:
-            return NotImplemented
+        if info.params:   # per-slice indices: each slice scatters into its own table
+            if type(idx) is BatchedData:
+                return NotImplemented
+            n, d = idx.shape[0], g.shape[-1]
+            g = materialize(g, info.batched[0], n)
+            out = reshape(apply(self, (g,), {"idx": _offset_rows(idx, num), "num": n * num,
+                                             "padding_idx": None}), (n, num, d))
+            if padding_idx is None:
+                return out
+            keep = np.ones((num, 1), g.dtype)
+            keep[padding_idx] = 0
+            return out * wrap(keep)
         n, d = g.shape[0], g.shape[-1]   # (N, *idx, D) -> (*idx, N * D) -> (num, N, D) -> (N, num, D)
         flat = moveaxis(g, 0, -2).reshape(idx.shape + (n * d,))
         out = apply(self, (flat,), {"idx": idx, "num": num, "padding_idx": padding_idx})
@@ -73,7 +97,8 @@ class EmbeddingScatter(Primitive):
         rows = apply(_gather, (c,), {"idx": p["idx"], "padding_idx": p["padding_idx"]})
         if p["padding_idx"] is None:
             return (rows,)
-        keep = (p["idx"] != p["padding_idx"])[..., None].astype(c.dtype)
+        pad = p["padding_idx"]
+        keep = constant(lambda i: (i != pad)[..., None].astype(c.dtype), wrap(p["idx"]))
         return (rows * keep,)
 
     def jvp(self, ctx, t):
@@ -93,12 +118,13 @@ def embedding(indices, weight, padding_idx=None) -> Tensor:
     if weight.ndim != 2:
         raise ValueError(f"embedding: weight must be 2-D (num_embeddings, embedding_dim), got "
                          f"shape {weight.shape}")
-    idx = np.asarray(indices.data if isinstance(indices, Tensor) else indices)
+    idx = indices.data if isinstance(indices, Tensor) else np.asarray(indices)
     if idx.dtype.kind not in "iu":
         raise TypeError(f"embedding: indices must be integers, got {idx.dtype}")
     num = weight.shape[0]
-    if idx.size and (idx.min() < 0 or idx.max() >= num):
-        bad = idx.min() if idx.min() < 0 else idx.max()
+    every = values(wrap(idx)) if type(idx) is BatchedData else idx   # all slices' under vmap
+    if every.size and (every.min() < 0 or every.max() >= num):
+        bad = every.min() if every.min() < 0 else every.max()
         raise IndexError(f"embedding: index {int(bad)} is out of range for a table of {num} "
                          f"rows (shape {weight.shape})")
     if padding_idx is not None:
@@ -107,5 +133,5 @@ def embedding(indices, weight, padding_idx=None) -> Tensor:
             raise ValueError(f"embedding: padding_idx must be an int in [-{num}, {num}), got "
                              f"{padding_idx!r}")
         padding_idx = int(padding_idx) % num
-    return apply(_gather, (weight,), {"idx": idx.astype(np.intp, copy=False),
-                                      "padding_idx": padding_idx})
+    idx = constant(lambda i: i.astype(np.intp, copy=False), wrap(idx)).data
+    return apply(_gather, (weight,), {"idx": idx, "padding_idx": padding_idx})
