@@ -556,7 +556,6 @@ def _attention_png(model, test, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import deepcalc as dc
-    from .data import seq2seq
     from .results import save_figure
     src, tgt = test.src[:1], test.tgt[:1]
     n_src = int((src[0] != 0).sum())

@@ -1,4 +1,5 @@
-"""vmap's core: batched values, and the dispatch of a primitive to its batching rule.
+"""vmap's batched values and the helpers rules and ops use with them (the dispatch itself is
+``_dispatch_batched`` in graph.py, next to ``apply``).
 
 Inside ``vmap(f)`` each mapped argument is a Tensor whose ``.data`` is a ``BatchedData``: the
 whole batch (``value``, a Tensor of the level below, the mapped axis first) and the vmap
@@ -8,7 +9,7 @@ away (``__array__`` raises), so data-dependent Python code fails loudly instead 
 wrong numbers.
 
 ``apply`` (graph.py) hands a primitive whose inputs (or array parameters) are batched at an
-active level to ``dispatch``: the primitive's ``batch`` rule runs on the values of the level
+active level: the primitive's ``batch`` rule runs on the values of the level
 below, once on the whole batch, and its result is wrapped again.  The rule returns its output
 with the mapped axis first, or ``NotImplemented`` for a case it does not cover, in which case
 the primitive's ``decompose`` (the same function written with other deepcalc ops, run on the
@@ -21,11 +22,9 @@ once, where ``in_axes`` says, which keeps every rule short).
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from .graph import STATE, BatchedData, BatchInfo, Tensor, wrap
+from .graph import BatchedData, BatchInfo, Tensor, wrap
 
 __all__ = ["BatchInfo", "is_batched", "batched", "constant", "values", "bdim_shape"]
 
@@ -78,13 +77,6 @@ def _reshape_const(v: Tensor, shape) -> Tensor:
     return wrap(d.reshape(shape))
 
 
-def physical(x: Tensor):
-    """(value, level) of a batched ``x``: for code that reads the values of constants that do
-    not need the slice view (integer targets, masks), e.g. to validate them all at once."""
-    d = x.data
-    return d.value, d.level
-
-
 def values(x: Tensor) -> np.ndarray:
     """The array beneath every vmap level of ``x`` (the mapped axes first, outermost first): for
     checks that hold slice by slice exactly when they hold for all values (e.g. that integer
@@ -94,10 +86,3 @@ def values(x: Tensor) -> np.ndarray:
         d = d.value.data
     return d
 
-
-def batch_size(level: int) -> int:
-    return STATE.vmap_info[level][0]
-
-
-def prod(shape) -> int:
-    return math.prod(shape)

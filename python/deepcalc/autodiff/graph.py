@@ -899,4 +899,3 @@ class _TransformScope:
 
 
 transform_scope = _TransformScope()
-

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import ops
-from ..autodiff.graph import Tensor, wrap
+from ..autodiff.graph import wrap
 from ..creation import default_generator
 from ..ops.embedding import embedding
 from . import _checks

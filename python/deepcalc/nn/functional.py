@@ -9,7 +9,7 @@ import numpy as np
 from .. import ops
 from ..autodiff.batching import constant, is_batched, values
 from ..autodiff.graph import Tensor, in_transform, wrap
-from ..autodiff.randomness import draw, draw_tensor
+from ..autodiff.randomness import draw_tensor
 from ..creation import default_generator
 from ..ops import gelu, log_softmax, relu, sigmoid, softmax, tanh  # noqa: F401  (re-exported)
 from ..ops._convert import as_tensor

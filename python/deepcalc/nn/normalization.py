@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..autodiff.batching import is_batched
-from ..autodiff.graph import Tensor, in_transform, wrap
+from ..autodiff.graph import Tensor, in_transform
 from ..autodiff.randomness import draw_tensor
 from ..ops import cast, reshape
 from ..creation import default_generator

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..autodiff.graph import Primitive, Tensor, apply, wrap
+from ..autodiff.graph import Primitive, Tensor, apply
 from ..autodiff.batching import constant
 from ._batching import unary_rule
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import _core
 from ..autodiff.batching import bdim_shape, constant
-from ..autodiff.graph import TENSOR_TYPES, Primitive, Tensor, apply, wrap
+from ..autodiff.graph import TENSOR_TYPES, Primitive, Tensor, apply
 from ._convert import as_tensor, binary_operands, check_float
 from ._batching import unary_rule
 from .shape import _reshape_to, reshape, sum_to, swapaxes, transpose
@@ -84,8 +84,7 @@ class MatMul(Primitive):
         ba, bb = info.batched
         flags = _FLAGS[trans_a, trans_b]
         if ba and not bb and b.ndim == 2 and not trans_a:
-            rows = a.size // a.shape[-1] if a.shape[-1] else math.prod(a.shape[:-1])
-            out = apply(self, (_reshape_to(a, (rows, a.shape[-1])), b), flags)
+            out = apply(self, (_reshape_to(a, (math.prod(a.shape[:-1]), a.shape[-1])), b), flags)
             return _reshape_to(out, a.shape[:-1] + out.shape[-1:])
         if bb and not ba and a.ndim == 2 and b.ndim == 3:
             size, n = b.shape[0], b.shape[1 if trans_b else 2]
