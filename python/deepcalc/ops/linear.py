@@ -124,6 +124,14 @@ class LinearAct(Primitive):
         return act_derivative_times(act, tz, self._z(ctx) if act == "gelu" else ctx.out)
 
 
+def _as_rows(act, dy, x, w, s):
+    """dy, x and s (None for none) as 2-D (rows, features) ops, and dz = dy * act'(s)."""
+    out_f, in_f = w.shape
+    dy2, x2 = reshape(dy, (-1, out_f)), reshape(x, (-1, in_f))
+    s2 = reshape(s, (-1, out_f)) if s is not None else None
+    return dy2, x2, s2, act_derivative_times(act, dy2, s2)
+
+
 class LinearBackward(Primitive):
     """(dy, x, W[, s]) -> the gradients named by ``needs`` among (dx, dW, db)."""
     name = "linear_backward"
@@ -133,10 +141,7 @@ class LinearBackward(Primitive):
         """Under vmap: the backward as deepcalc ops (dz = dy * act'(s); dx = dz W, dW = dz^T x,
         db = sum(dz)), each batched by its own rule, so every slice gets its own dW and db
         (per-sample gradients: a product of a one-row dz and x is an outer product)."""
-        out_f, in_f = w.shape
-        dy2, x2 = reshape(dy, (-1, out_f)), reshape(x, (-1, in_f))
-        s2 = reshape(s[0], (-1, out_f)) if s else None
-        dz = act_derivative_times(activation, dy2, s2)
+        _, x2, _, dz = _as_rows(activation, dy, x, w, s[0] if s else None)
         out = []
         if needs[0]:
             out.append(reshape(matmul(dz, w), x.shape))
@@ -159,11 +164,10 @@ class LinearBackward(Primitive):
     def _parts(self, ctx):
         """(dy, x, W, s) with dy, x and s as 2-D (rows, features) ops, and dz = dy * a(s)."""
         dy, x, w = ctx.inputs[:3]
-        out_f, in_f = w.shape
         act = ctx.params["activation"]
-        dy2, x2 = reshape(dy, (-1, out_f)), reshape(x, (-1, in_f))
-        s2 = reshape(ctx.inputs[3], (-1, out_f)) if len(ctx.inputs) == 4 else None
-        return act, dy2, x2, w, s2, act_derivative_times(act, dy2, s2)
+        s = ctx.inputs[3] if len(ctx.inputs) == 4 else None
+        dy2, x2, s2, dz = _as_rows(act, dy, x, w, s)
+        return act, dy2, x2, w, s2, dz
 
     def _by_output(self, ctx, values):
         """(v_dx, v_dW, v_db) from one value per present output (None for absent ones)."""

@@ -43,6 +43,12 @@ class Sum(Primitive):
         return apply(self, (t,), ctx.params)
 
 
+def _ties(x, extreme):
+    """The elements equal to their slice's extreme, or NaN where the extreme is NaN (a NaN
+    equals nothing): an array mask, element-wise in x and the broadcast extreme."""
+    return (x == extreme) | (np.isnan(x) & np.isnan(extreme))
+
+
 class MaxMin(Primitive):
     """max / min over axes.  Ties share the gradient equally (as torch.amax / amin do); a NaN
     is the max (and min) of its slice, and the NaNs of a slice share its gradient (as
@@ -55,12 +61,8 @@ class MaxMin(Primitive):
 
     def forward(self, x, axes, keepdims):
         out = np.asarray(self.fn(x, axis=axes, keepdims=True))
-        mask = (x == out)
-        count = mask.sum(axis=axes, keepdims=True)
-        if not count.all():  # some slice's max is NaN, which equals nothing
-            mask |= np.isnan(x)
-            count = mask.sum(axis=axes, keepdims=True)
-        weights = (mask / count).astype(x.dtype)
+        mask = _ties(x, out)
+        weights = (mask / mask.sum(axis=axes, keepdims=True)).astype(x.dtype)
         return (out if keepdims else out.reshape([n for i, n in enumerate(out.shape)
                                                    if i not in axes]), weights)
 
@@ -74,7 +76,7 @@ class MaxMin(Primitive):
         m = ctx.out.detach()
         if not ctx.params["keepdims"]:
             m = reshape(m, _keepdims_shape(x.shape, axes))
-        mask = constant(lambda a, e: ((a == e) | (np.isnan(a) & np.isnan(e))).astype(a.dtype), x, m)
+        mask = constant(lambda a, e: _ties(a, e).astype(a.dtype), x, m)
         return mask / sum(mask, axes, keepdims=True)
 
     def vjp(self, ctx, g):

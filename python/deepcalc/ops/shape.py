@@ -309,12 +309,17 @@ def index_add(shape, index, g: Tensor) -> Tensor:
     return apply(_index_add, (g,), {"shape": tuple(shape), "index": index})
 
 
+def _sequence_rule(self, info, *xs, axis):
+    """``batch`` of concatenate and stack: every operand with the mapped axis first, the axis
+    one further right."""
+    xs = tuple(materialize(x, b, info.size) for x, b in zip(xs, info.batched))
+    return apply(self, xs, {"axis": axis + 1})
+
+
 class Concatenate(Primitive):
     name = "concatenate"
 
-    def batch(self, info, *xs, axis):
-        xs = tuple(materialize(x, b, info.size) for x, b in zip(xs, info.batched))
-        return apply(self, xs, {"axis": axis + 1})
+    batch = _sequence_rule
 
     def forward(self, *xs, axis):
         return np.concatenate(xs, axis=axis)
@@ -337,9 +342,7 @@ class Concatenate(Primitive):
 class Stack(Primitive):
     name = "stack"
 
-    def batch(self, info, *xs, axis):
-        xs = tuple(materialize(x, b, info.size) for x, b in zip(xs, info.batched))
-        return apply(self, xs, {"axis": axis + 1})
+    batch = _sequence_rule
 
     def forward(self, *xs, axis):
         return np.stack(xs, axis=axis)
