@@ -20,6 +20,8 @@ from ..autodiff.pytree import flatten
 from ..autodiff.randomness import check_policy, random_scope
 from ..ops.linalg import slogdet
 from ..ops.shape import concatenate, getitem, moveaxis, reshape
+from ._checks import check_chunk, describe
+from .vmap import vmap
 
 
 def _check_tensor(op, x, what="argument"):
@@ -38,20 +40,11 @@ def _check_callable(op, f):
         raise TypeError(f"{op}: f must be callable, got {type(f).__name__}")
 
 
-def _describe(v) -> str:
-    """What a value is, for error messages: 'a Tensor of shape (3,)', 'a tuple of length 3'."""
-    if isinstance(v, Tensor):
-        return f"a Tensor of shape {v.shape}"
-    if isinstance(v, (tuple, list)):
-        return f"a {type(v).__name__} of length {len(v)}"
-    return type(v).__name__
-
-
 def _split_aux(op, result):
     """(output, aux) from what ``f`` returned under ``has_aux=True`` (as torch.func)."""
     if not isinstance(result, tuple) or len(result) != 2:
         raise TypeError(f"{op}: has_aux=True requires f to return a tuple (output, aux), got "
-                        f"{_describe(result)}")
+                        f"{describe(result)}")
     return result
 
 
@@ -145,7 +138,7 @@ def _value_and_grad(f, argnums, has_aux, op):
         out, aux = _split_aux(op, result) if has_aux else (result, None)
         if not isinstance(out, Tensor) or out.data.size != 1:
             raise ValueError(f"{op}: f must return a single-element Tensor, got "
-                             f"{_describe(out)}; use jacrev / vjp for non-scalar outputs")
+                             f"{describe(out)}; use jacrev / vjp for non-scalar outputs")
         keep = _outer_watching(watched)
         flat = [w for ws in watched for w in ws]
         if out.requires_grad:
@@ -276,10 +269,14 @@ def _basis_rows(n: int, start: int, stop: int, shape, dtype) -> Tensor:
     return wrap(e.reshape((stop - start,) + tuple(shape)))
 
 
-def _check_chunk(op, chunk_size):
-    if chunk_size is not None and (not isinstance(chunk_size, int) or isinstance(chunk_size, bool)
-                                   or chunk_size < 1):
-        raise ValueError(f"{op}: chunk_size must be a positive int or None, got {chunk_size!r}")
+def _over_basis(fn, batched_fn, basis: Tensor):
+    """``batched_fn(basis)`` (``fn`` mapped over the basis vectors), or for a chunk of one
+    vector ``fn`` on it with the mapped axis added to each output: a scalar's gradient needs
+    no vmap level of size one."""
+    if basis.shape[0] > 1:
+        return batched_fn(basis)
+    leaves, rebuild = flatten(fn(reshape(basis, basis.shape[1:])))
+    return rebuild([reshape(o, (1,) + o.shape) if isinstance(o, Tensor) else o for o in leaves])
 
 
 def _chunks(n: int, chunk_size):
@@ -292,11 +289,10 @@ def jacrev(f, argnums=0, chunk_size=None, has_aux=False):
     output, batched by ``vmap`` (``chunk_size`` basis vectors at a time: peak memory grows with
     the chunk, not with the output's size).  The result has shape ``out.shape + in.shape`` (a
     tuple of them for a tuple ``argnums``)."""
-    _check_chunk("jacrev", chunk_size)
+    check_chunk("jacrev", chunk_size)
     _check_callable("jacrev", f)
 
     def wrapper(*args):
-        from .vmap import vmap
         nums = _argnums_tuple(argnums, len(args), "jacrev")
         for a in nums:
             _check_tensor("jacrev", args[a])
@@ -314,13 +310,11 @@ def jacrev(f, argnums=0, chunk_size=None, has_aux=False):
         _check_tensor("jacrev", out, "output")
         n_out = out.size
         parts = [[] for _ in nums]
-        batched_vjp = vmap(lambda c: tuple(vjp_fn(c)))
+        row_vjp = lambda c: tuple(vjp_fn(c))  # noqa: E731
+        batched_vjp = vmap(row_vjp)
         for start, stop in _chunks(n_out, chunk_size):
-            basis = _basis_rows(n_out, start, stop, out.shape, out.dtype)
-            if stop - start == 1:  # one row (a scalar f): the VJP itself, no batch to map
-                gs = tuple(reshape(g, (1,) + g.shape) for g in vjp_fn(reshape(basis, out.shape)))
-            else:
-                gs = batched_vjp(basis)
+            gs = _over_basis(row_vjp, batched_vjp,
+                             _basis_rows(n_out, start, stop, out.shape, out.dtype))
             for k, gk in enumerate(gs):
                 parts[k].append(gk)
         jacs = []
@@ -348,12 +342,11 @@ def jacfwd(f, argnums=0, chunk_size=None, randomness="same"):
     f is evaluated once per chunk; ``randomness`` says what random layers inside it (Dropout,
     noisy BatchNorm) draw: 'same' (default) one set of draws for the whole Jacobian, 'different'
     fresh draws for each column, 'error' raise (autodiff/randomness.py)."""
-    _check_chunk("jacfwd", chunk_size)
+    check_chunk("jacfwd", chunk_size)
     _check_callable("jacfwd", f)
     check_policy("jacfwd", randomness)
 
     def wrapper(*args):
-        from .vmap import vmap
         nums = _argnums_tuple(argnums, len(args), "jacfwd")
         jacs = []
         for a in nums:
@@ -365,20 +358,15 @@ def jacfwd(f, argnums=0, chunk_size=None, randomness="same"):
                 full[a] = xa
                 return f(*full)
             cols, out = [], None
-            batched_jvp = vmap(lambda t: _jvp("jacfwd", g, (x,), (t,)), randomness=randomness)
+            col_jvp = lambda t: _jvp("jacfwd", g, (x,), (t,))  # noqa: E731
+            batched_jvp = vmap(col_jvp, randomness=randomness)
             with random_scope(randomness, "jacfwd") as scope:
                 for start, stop in _chunks(x.size, chunk_size):
                     scope.next_evaluation()
-                    basis = _basis_rows(x.size, start, stop, x.shape, x.dtype)
-                    if stop - start == 1:  # one column: the JVP itself, no batch to map
-                        outs, t = _jvp("jacfwd", g, (x,), (reshape(basis, x.shape),))
-                        _check_tensor("jacfwd", outs, "output")
-                        out = outs if out is None else out
-                        t = reshape(t, (1,) + t.shape)
-                    else:
-                        outs, t = batched_jvp(basis)
-                        _check_tensor("jacfwd", outs, "output")
-                        out = getitem(outs, 0) if out is None else out
+                    outs, t = _over_basis(col_jvp, batched_jvp,
+                                          _basis_rows(x.size, start, stop, x.shape, x.dtype))
+                    _check_tensor("jacfwd", outs, "output")
+                    out = getitem(outs, 0) if out is None else out
                     cols.append(t)
                 if out is None:
                     scope.next_evaluation()

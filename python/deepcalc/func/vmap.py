@@ -10,6 +10,7 @@ from ..autodiff.graph import STATE, BatchedData, Tensor, new_level, wrap
 from ..autodiff.pytree import flatten
 from ..autodiff.randomness import check_policy
 from ..ops.shape import broadcast_to, concatenate, getitem, moveaxis
+from ._checks import check_chunk, describe
 
 __all__ = ["vmap"]
 
@@ -30,25 +31,15 @@ def _spread(op, spec, tree, where):
     if isinstance(spec, (tuple, list)):
         if not isinstance(tree, (tuple, list)) or len(tree) != len(spec):
             raise ValueError(f"{op}: {where} {spec!r} has {len(spec)} entries but the value is "
-                             f"{_describe(tree)}")
+                             f"{describe(tree)}")
         return [a for s, t in zip(spec, tree) for a in _spread(op, s, t, where)]
     if isinstance(spec, dict):
         if not isinstance(tree, dict) or set(spec) != set(tree):
             raise ValueError(f"{op}: {where} is a dict with keys {sorted(map(str, spec))} but the "
-                             f"value is {_describe(tree)}")
+                             f"value is {describe(tree)}")
         return [a for k in tree for a in _spread(op, spec[k], tree[k], where)]
     raise TypeError(f"{op}: {where} must be an int, None, or a tuple/list/dict of them, got "
                     f"{type(spec).__name__}")
-
-
-def _describe(v) -> str:
-    if isinstance(v, Tensor):
-        return f"a Tensor of shape {v.shape}"
-    if isinstance(v, dict):
-        return f"a dict with keys {sorted(map(str, v))}"
-    if isinstance(v, (tuple, list)):
-        return f"a {type(v).__name__} of length {len(v)}"
-    return type(v).__name__
 
 
 def vmap(f, in_axes=0, out_axes=0, randomness: str = "error", chunk_size=None):
@@ -72,9 +63,7 @@ def vmap(f, in_axes=0, out_axes=0, randomness: str = "error", chunk_size=None):
     if not callable(f):
         raise TypeError(f"vmap: f must be callable, got {type(f).__name__}")
     check_policy("vmap", randomness)
-    if chunk_size is not None and (not isinstance(chunk_size, int) or isinstance(chunk_size, bool)
-                                   or chunk_size < 1):
-        raise ValueError(f"vmap: chunk_size must be a positive int or None, got {chunk_size!r}")
+    check_chunk("vmap", chunk_size)
     if not (in_axes is None or isinstance(in_axes, (int, tuple, list))):
         raise TypeError(f"vmap: in_axes must be an int, None, or a tuple/list with one entry per "
                         f"argument, got {type(in_axes).__name__}")
